@@ -1,0 +1,1 @@
+"""Vocabulary shared by every capability: errors, settings, clock, logging."""

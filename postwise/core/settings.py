@@ -1,0 +1,69 @@
+"""All configuration, read once from ``POSTWISE_*`` environment variables.
+
+``.env.example`` at the repository root documents every variable.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="POSTWISE_", env_file=None, extra="ignore")
+
+    environment: Literal["development", "production", "test"] = "development"
+    data_dir: Path = Path("postwise-data")
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL; empty means SQLite in data_dir. "
+        "Production: postgresql+psycopg://user:pass@host/db",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Keys the erasure hashes and signed tokens. Empty: generated once "
+        "into data_dir/secret.key (fine for a laptop, set it explicitly in production).",
+    )
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    base_url: str = "http://127.0.0.1:8000"
+
+    log_format: Literal["console", "json"] = "console"
+    log_level: str = "INFO"
+
+    capture_smtp_host: str = "127.0.0.1"
+    capture_smtp_port: int = 1025
+
+    worker_poll_seconds: float = 0.5
+    worker_batch_size: int = 10
+    job_lease_seconds: int = 60
+
+    max_request_bytes: int = 10 * 1024 * 1024
+    bulk_upsert_max: int = 5000
+    import_batch_size: int = 2000
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'postwise.db').resolve()}"
+
+    def resolved_secret_key(self) -> bytes:
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip().encode()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

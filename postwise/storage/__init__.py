@@ -1,0 +1,1 @@
+"""Where data lives: tables, engines, the workspace-scoped session, migrations."""

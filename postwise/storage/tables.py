@@ -1,0 +1,326 @@
+"""The schema: one declarative model per table, shared by SQLite and PostgreSQL.
+
+Every table whose rows belong to a tenant inherits ``WorkspaceOwned``; the session in
+``storage/tenancy.py`` filters and stamps those rows by workspace on its own, so a
+query that forgets the filter still cannot see another workspace. Alembic migrations
+in ``storage/migrations/versions`` are the source of truth for deployed schemas; this
+module must match them (``tests/storage/test_migrations.py`` checks).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
+
+from postwise.core.clock import utcnow
+from postwise.storage.types import JSONDoc, UTCDateTime
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY, so big ids shrink to INTEGER there.
+BigID = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONDoc}
+
+
+class WorkspaceOwned:
+    """Marks a table whose every row belongs to one workspace."""
+
+    @declared_attr
+    def workspace_id(cls) -> Mapped[int]:
+        return mapped_column(BigID, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False)
+
+
+class Workspace(Base):
+    __tablename__ = "workspaces"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ApiKey(WorkspaceOwned, Base):
+    """Management keys (kind ``secret``) and tracking write keys (kind ``write``)."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (Index("ix_api_keys_workspace", "workspace_id"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), default="secret")
+    name: Mapped[str] = mapped_column(String(200), default="")
+    prefix: Mapped[str] = mapped_column(String(32))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[list[str]] = mapped_column(JSONDoc, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class AttributeDefinition(WorkspaceOwned, Base):
+    """Declares a custom attribute and its type, so values are checked on every write."""
+
+    __tablename__ = "attribute_definitions"
+    __table_args__ = (UniqueConstraint("workspace_id", "entity", "name"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    entity: Mapped[str] = mapped_column(String(16))  # contact | company
+    name: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(16))  # string | number | boolean | date | list
+    description: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Company(WorkspaceOwned, Base):
+    __tablename__ = "companies"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "domain"),
+        Index("ix_companies_ws_industry", "workspace_id", "industry"),
+        Index("ix_companies_ws_size_band", "workspace_id", "size_band"),
+        Index("ix_companies_ws_country", "workspace_id", "country"),
+    )
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    domain: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str | None] = mapped_column(String(255), default=None)
+    industry: Mapped[str | None] = mapped_column(String(100), default=None)
+    employee_count: Mapped[int | None] = mapped_column(Integer, default=None)
+    size_band: Mapped[str | None] = mapped_column(String(32), default=None)
+    revenue_band: Mapped[str | None] = mapped_column(String(32), default=None)
+    country: Mapped[str | None] = mapped_column(String(2), default=None)
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Contact(WorkspaceOwned, Base):
+    __tablename__ = "contacts"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "email"),
+        Index(
+            "uq_contacts_ws_external_id",
+            "workspace_id",
+            "external_id",
+            unique=True,
+            postgresql_where=text("external_id IS NOT NULL"),
+            sqlite_where=text("external_id IS NOT NULL"),
+        ),
+        Index("ix_contacts_ws_company", "workspace_id", "company_id"),
+        Index("ix_contacts_ws_domain", "workspace_id", "email_domain"),
+        Index("ix_contacts_ws_status", "workspace_id", "status"),
+        Index("ix_contacts_ws_updated", "workspace_id", "updated_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    email_domain: Mapped[str] = mapped_column(String(255))
+    external_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    first_name: Mapped[str | None] = mapped_column(String(200), default=None)
+    last_name: Mapped[str | None] = mapped_column(String(200), default=None)
+    job_title: Mapped[str | None] = mapped_column(String(200), default=None)
+    seniority: Mapped[str | None] = mapped_column(String(32), default=None)
+    department: Mapped[str | None] = mapped_column(String(64), default=None)
+    country: Mapped[str | None] = mapped_column(String(2), default=None)
+    timezone: Mapped[str | None] = mapped_column(String(64), default=None)
+    language: Mapped[str | None] = mapped_column(String(16), default=None)
+    phone: Mapped[str | None] = mapped_column(String(32), default=None)
+    status: Mapped[str] = mapped_column(String(32), default="subscribed")
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    company_id: Mapped[int | None] = mapped_column(
+        BigID, ForeignKey("companies.id", ondelete="SET NULL"), default=None
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MailingList(WorkspaceOwned, Base):
+    __tablename__ = "lists"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(String(1000), default="")
+    double_opt_in: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Consent(WorkspaceOwned, Base):
+    """What a person agreed to, when, where and how; kept even after they leave the list."""
+
+    __tablename__ = "consents"
+    __table_args__ = (Index("ix_consents_ws_contact", "workspace_id", "contact_id"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    contact_id: Mapped[int] = mapped_column(BigID, ForeignKey("contacts.id", ondelete="CASCADE"))
+    list_id: Mapped[int | None] = mapped_column(
+        BigID, ForeignKey("lists.id", ondelete="CASCADE"), default=None
+    )
+    source: Mapped[str] = mapped_column(String(16))  # import | api | form | admin
+    ip: Mapped[str | None] = mapped_column(String(64), default=None)
+    consent_text: Mapped[str | None] = mapped_column(Text, default=None)
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    confirmed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class ListMembership(WorkspaceOwned, Base):
+    __tablename__ = "list_memberships"
+    __table_args__ = (
+        Index("ix_list_memberships_ws_contact", "workspace_id", "contact_id"),
+        Index("ix_list_memberships_ws_list_status", "workspace_id", "list_id", "status"),
+    )
+
+    list_id: Mapped[int] = mapped_column(
+        BigID, ForeignKey("lists.id", ondelete="CASCADE"), primary_key=True
+    )
+    contact_id: Mapped[int] = mapped_column(
+        BigID, ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[str] = mapped_column(String(16), default="subscribed")
+    consent_id: Mapped[int | None] = mapped_column(
+        BigID, ForeignKey("consents.id", ondelete="SET NULL"), default=None
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Suppression(WorkspaceOwned, Base):
+    """Addresses and whole domains never to be mailed; ``address_hash`` rows outlive erasure."""
+
+    __tablename__ = "suppressions"
+    __table_args__ = (UniqueConstraint("workspace_id", "kind", "value"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # address | domain | address_hash
+    value: Mapped[str] = mapped_column(String(320))
+    reason: Mapped[str] = mapped_column(String(32))
+    note: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ContactChange(WorkspaceOwned, Base):
+    """The audit half of a contact's timeline (the other half is ``events``)."""
+
+    __tablename__ = "contact_changes"
+    __table_args__ = (
+        Index("ix_contact_changes_ws_contact_at", "workspace_id", "contact_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    contact_id: Mapped[int] = mapped_column(BigID, ForeignKey("contacts.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(32))  # created | updated | subscribed | ...
+    source: Mapped[str] = mapped_column(String(16))  # api | import | cli | tracking | system
+    changes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Event(WorkspaceOwned, Base):
+    """Something a person (or a machine on their behalf) did: page, track, email events."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_ws_contact_at", "workspace_id", "contact_id", "occurred_at"),
+        Index("ix_events_ws_name_at", "workspace_id", "name", "occurred_at"),
+        Index("ix_events_ws_anonymous", "workspace_id", "anonymous_id"),
+        Index(
+            "uq_events_ws_message_id",
+            "workspace_id",
+            "message_id",
+            unique=True,
+            postgresql_where=text("message_id IS NOT NULL"),
+            sqlite_where=text("message_id IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    contact_id: Mapped[int | None] = mapped_column(
+        BigID, ForeignKey("contacts.id", ondelete="CASCADE"), default=None
+    )
+    anonymous_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    type: Mapped[str] = mapped_column(String(16))  # track | page | screen | identify | group
+    name: Mapped[str] = mapped_column(String(255))
+    properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    context: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    message_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Job(Base):
+    """A unit of background work; claimed with FOR UPDATE SKIP LOCKED under a lease.
+
+    Not ``WorkspaceOwned``: workers claim across all workspaces. ``workspace_id`` is
+    carried for the handler and for operators.
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_claim", "queue", "status", "run_at"),
+        Index("ix_jobs_lease", "status", "lease_expires_at"),
+        Index(
+            "uq_jobs_dedupe_key",
+            "dedupe_key",
+            unique=True,
+            postgresql_where=text("dedupe_key IS NOT NULL"),
+            sqlite_where=text("dedupe_key IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    queue: Mapped[str] = mapped_column(String(64), default="default")
+    task: Mapped[str] = mapped_column(String(128))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    workspace_id: Mapped[int | None] = mapped_column(
+        BigID, ForeignKey("workspaces.id", ondelete="CASCADE"), default=None
+    )
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    priority: Mapped[int] = mapped_column(Integer, default=100)
+    run_at: Mapped[datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=5)
+    locked_by: Mapped[str | None] = mapped_column(String(128), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    dedupe_key: Mapped[str | None] = mapped_column(String(255), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class CapturedMessage(Base):
+    """Mail caught by the local capture SMTP server of the embedded mode."""
+
+    __tablename__ = "captured_messages"
+    __table_args__ = (Index("ix_captured_messages_ws", "workspace_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    workspace_id: Mapped[int | None] = mapped_column(
+        BigID, ForeignKey("workspaces.id", ondelete="CASCADE"), default=None
+    )
+    mail_from: Mapped[str] = mapped_column(String(320))
+    rcpt_to: Mapped[list[str]] = mapped_column(JSONDoc, default=list)
+    subject: Mapped[str] = mapped_column(String(1000), default="")
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
