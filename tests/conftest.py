@@ -33,14 +33,14 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def postgres_migrated() -> Iterator[str]:
+def postgres_migrated() -> str:
     db = Database(POSTGRES_URL)
     with db.engine.begin() as conn:
         conn.execute(text("DROP SCHEMA public CASCADE"))
         conn.execute(text("CREATE SCHEMA public"))
     migrate.upgrade(db)
     db.dispose()
-    yield POSTGRES_URL
+    return POSTGRES_URL
 
 
 def truncate_all(db: Database) -> None:

@@ -99,9 +99,8 @@ def revoke_api_key(session: Session, key_id: int) -> None:
         .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
-    if result.rowcount == 0:  # type: ignore[attr-defined]
-        if session.get(ApiKey, key_id) is None:
-            raise NotFound(f"API key {key_id} does not exist", field="key_id")
+    if result.rowcount == 0 and session.get(ApiKey, key_id) is None:  # type: ignore[attr-defined]
+        raise NotFound(f"API key {key_id} does not exist", field="key_id")
 
 
 def list_api_keys(session: Session, workspace_id: int) -> list[ApiKey]:
