@@ -1,0 +1,1 @@
+"""The HTTP face: FastAPI app, authentication, problem+json errors, one router per resource."""

@@ -1,0 +1,28 @@
+"""The FastAPI application factory; routers are added here, one module per resource."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from postwise import __version__
+from postwise.api import problems
+from postwise.core.settings import Settings, get_settings
+from postwise.storage.database import Database
+
+
+def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="Postwise",
+        version=__version__,
+        description="Self-hosted B2B email platform. Management API under /api/, "
+        "Segment-compatible tracking under /v1/.",
+    )
+    app.state.settings = settings
+    app.state.db = db or Database(settings.resolved_database_url())
+    problems.install(app)
+    from postwise.api.routes import ROUTERS
+
+    for router in ROUTERS:
+        app.include_router(router)
+    return app

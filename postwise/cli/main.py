@@ -1,0 +1,17 @@
+"""Entry point of the ``postwise`` command."""
+
+from __future__ import annotations
+
+import typer
+
+from postwise.cli import database, workspaces
+
+app = typer.Typer(
+    help="Postwise: self-hosted B2B email platform.", no_args_is_help=True, add_completion=False
+)
+app.add_typer(database.app, name="db")
+app.add_typer(workspaces.workspace_app, name="workspace")
+app.add_typer(workspaces.apikey_app, name="apikey")
+
+if __name__ == "__main__":
+    app()
