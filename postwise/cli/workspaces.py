@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from postwise.cli.context import console, open_database, print_json, user_errors
@@ -89,7 +91,7 @@ def list_keys(
     """List a workspace's keys (prefixes only; keys are stored hashed)."""
     db = open_database()
     with db.system() as session:
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "id": k.id,
                 "kind": k.kind,
