@@ -1,0 +1,1 @@
+"""B2B contact model: contacts, the companies they work for, lists, consent, import/export."""

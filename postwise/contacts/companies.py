@@ -1,0 +1,145 @@
+"""Companies (accounts) and the automatic link from a contact's email domain."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from postwise.contacts.attributes import AttributeSchema, Entity
+from postwise.contacts.fields import clean_company
+from postwise.contacts.freemail import is_free_mail
+from postwise.core.clock import utcnow
+from postwise.core.errors import Conflict, NotFound
+from postwise.core.pagination import Page, check_limit, decode_cursor, encode_cursor
+from postwise.storage.tables import Company, Contact
+
+
+def companies_for_domains(session: Session, domains: Iterable[str]) -> dict[str, Company]:
+    """The company of each business domain, creating the missing ones; free-mail skipped."""
+    wanted = {d for d in domains if d and not is_free_mail(d)}
+    if not wanted:
+        return {}
+    found = {
+        c.domain: c for c in session.scalars(select(Company).where(Company.domain.in_(wanted)))
+    }
+    for domain in sorted(wanted - found.keys()):
+        company = Company(domain=domain)
+        session.add(company)
+        found[domain] = company
+    session.flush()
+    return found
+
+
+def create_company(session: Session, data: Mapping[str, Any]) -> Company:
+    values = clean_company(data, AttributeSchema.load(session, Entity.COMPANY))
+    if session.scalar(select(Company.id).where(Company.domain == values["domain"])) is not None:
+        raise Conflict(
+            f"a company with domain {values['domain']!r} already exists",
+            code="company_exists",
+            field="domain",
+        )
+    company = Company(**values)
+    session.add(company)
+    session.flush()
+    _link_contacts(session, company)
+    return company
+
+
+def upsert_company(session: Session, data: Mapping[str, Any]) -> tuple[Company, bool]:
+    """Create the company of ``data['domain']`` or update the fields given; (company, created)."""
+    values = clean_company(data, AttributeSchema.load(session, Entity.COMPANY))
+    company = session.scalar(select(Company).where(Company.domain == values["domain"]))
+    if company is None:
+        company = Company(**values)
+        session.add(company)
+        session.flush()
+        _link_contacts(session, company)
+        return company, True
+    _apply(company, values)
+    session.flush()
+    return company, False
+
+
+def update_company(session: Session, company_id: int, data: Mapping[str, Any]) -> Company:
+    company = get_company(session, company_id)
+    values = clean_company(data, AttributeSchema.load(session, Entity.COMPANY), partial=True)
+    if "domain" in values and values["domain"] != company.domain:
+        clash = session.scalar(select(Company.id).where(Company.domain == values["domain"]))
+        if clash is not None:
+            raise Conflict(
+                f"a company with domain {values['domain']!r} already exists",
+                code="company_exists",
+                field="domain",
+            )
+    _apply(company, values)
+    session.flush()
+    return company
+
+
+def _apply(company: Company, values: Mapping[str, Any]) -> None:
+    changed = False
+    for key, value in values.items():
+        if key == "attributes":
+            value = {**company.attributes, **value}
+        if getattr(company, key) != value:
+            setattr(company, key, value)
+            changed = True
+    if changed:
+        company.updated_at = utcnow()
+
+
+def _link_contacts(session: Session, company: Company) -> None:
+    """Contacts already on file at this domain belong to the new company."""
+    session.execute(
+        update(Contact)
+        .where(Contact.email_domain == company.domain, Contact.company_id.is_(None))
+        .values(company_id=company.id)
+    )
+
+
+def get_company(session: Session, company_id: int) -> Company:
+    company = session.get(Company, company_id)
+    if company is None:
+        raise NotFound(f"company {company_id} does not exist in this workspace")
+    return company
+
+
+def delete_company(session: Session, company_id: int) -> None:
+    """Contacts stay; they lose the link (and regain it if the domain is added again)."""
+    company = get_company(session, company_id)
+    session.execute(update(Contact).where(Contact.company_id == company.id).values(company_id=None))
+    session.delete(company)
+    session.flush()
+
+
+def search_companies(
+    session: Session,
+    *,
+    q: str | None = None,
+    industry: str | None = None,
+    size_band: str | None = None,
+    country: str | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Page[Company]:
+    limit = check_limit(limit)
+    stmt = select(Company).order_by(Company.id).limit(limit + 1)
+    after = decode_cursor(cursor)
+    if after is not None:
+        stmt = stmt.where(Company.id > after)
+    if q:
+        pattern = f"%{q.lower()}%"
+        stmt = stmt.where(or_(Company.domain.like(pattern), Company.name.ilike(pattern)))
+    if industry:
+        stmt = stmt.where(Company.industry == industry)
+    if size_band:
+        stmt = stmt.where(Company.size_band == size_band)
+    if country:
+        stmt = stmt.where(Company.country == country.upper())
+    rows = list(session.scalars(stmt))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(rows, encode_cursor(rows[-1].id) if more else None)
