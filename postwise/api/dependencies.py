@@ -1,6 +1,8 @@
-"""Request-scoped pieces: the database, the authenticated principal and its tenant session."""
+"""Request-scoped pieces: the database, the authenticated principal and its tenant session.
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: FastAPI must evaluate the annotations of
+the dependencies built inside the factories below, which close over ``scope``.
+"""
 
 from collections.abc import Callable, Iterator
 from typing import Annotated
