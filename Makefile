@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+LINT_PATHS := postwise tests $(wildcard benchmarks)
 
 .PHONY: run test check format bench clean
 
@@ -27,13 +28,13 @@ test: $(VENV)/.installed-dev
 
 ## Format check, lint and type check
 check: $(VENV)/.installed-dev
-	$(BIN)/ruff format --check postwise tests benchmarks
-	$(BIN)/ruff check postwise tests benchmarks
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/mypy
 
 format: $(VENV)/.installed-dev
-	$(BIN)/ruff format postwise tests benchmarks
-	$(BIN)/ruff check --fix postwise tests benchmarks
+	$(BIN)/ruff format $(LINT_PATHS)
+	$(BIN)/ruff check --fix $(LINT_PATHS)
 
 ## Benchmarks: import and bulk upsert throughput (set POSTWISE_BENCH_POSTGRES_URL for PostgreSQL)
 bench: $(VENV)/.installed-dev
