@@ -4,4 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from postwise.api.routes import captured, operations
+
 ROUTERS: list[APIRouter] = []
+ROUTERS.append(operations.router)
+ROUTERS.append(captured.router)

@@ -1,0 +1,1 @@
+"""Getting mail out: transports, and the local capture server of the embedded mode."""
