@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from postwise.cli import database, worker, workspaces
+from postwise.cli import database, privacy, worker, workspaces
 
 app = typer.Typer(
     help="Postwise: self-hosted B2B email platform.", no_args_is_help=True, add_completion=False
@@ -12,6 +12,7 @@ app = typer.Typer(
 app.add_typer(database.app, name="db")
 app.add_typer(workspaces.workspace_app, name="workspace")
 app.add_typer(workspaces.apikey_app, name="apikey")
+app.add_typer(privacy.suppress_app, name="suppress")
 worker.register(app)
 
 if __name__ == "__main__":

@@ -324,3 +324,21 @@ class CapturedMessage(Base):
     subject: Mapped[str] = mapped_column(String(1000), default="")
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Erasure(WorkspaceOwned, Base):
+    """Proof that a person was erased: when, at whose request, how many rows went.
+
+    Holds no personal data by design. ``former_contact_ids`` are plain ids, not foreign
+    keys (the contacts are gone); ``deleted`` and ``redacted`` count rows per table.
+    """
+
+    __tablename__ = "erasures"
+    __table_args__ = (Index("ix_erasures_ws_erased_at", "workspace_id", "erased_at"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    former_contact_ids: Mapped[list[int]] = mapped_column(JSONDoc, default=list)
+    requested_by: Mapped[str] = mapped_column(String(200))
+    erased_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    redacted: Mapped[dict[str, Any]] = mapped_column(default=dict)

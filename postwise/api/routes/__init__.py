@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from postwise.api.routes import captured, operations
+from postwise.api.routes import captured, operations, privacy
 
 ROUTERS: list[APIRouter] = []
+ROUTERS.append(privacy.router)
 ROUTERS.append(operations.router)
 ROUTERS.append(captured.router)
