@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from postwise.core.pagination import encode_cursor
 from postwise.delivery import capture
 from postwise.storage.database import Database
 from postwise.storage.tables import CapturedMessage
@@ -167,6 +168,18 @@ def test_bad_cursor_is_a_clear_error(
     )
     assert response.status_code == 400
     assert response.json()["code"] == "invalid_cursor"
+
+
+def test_out_of_range_ids_are_client_errors(
+    client: TestClient, workspaces: tuple[NewWorkspace, NewWorkspace]
+) -> None:
+    key = auth(workspaces[0].api_key)
+    assert client.get(f"/api/captured-messages/{2**70}", headers=key).status_code == 422
+    huge = encode_cursor(2**70)
+    listing = client.get("/api/captured-messages", params={"cursor": huge}, headers=key)
+    assert listing.status_code == 200
+    nul = client.get("/api/captured-messages", params={"to": "a\x00@b.test"}, headers=key)
+    assert nul.status_code == 422
 
 
 def test_parse_lists_attachments_and_falls_back_on_unknown_charsets() -> None:

@@ -8,17 +8,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from postwise.api.dependencies import scoped_session
-from postwise.core.pagination import decode_cursor, encode_cursor
+from postwise.core.pagination import MAX_LIMIT, decode_cursor, encode_cursor
 from postwise.delivery import capture
 from postwise.workspaces.scopes import Scope
 
 router = APIRouter(prefix="/api/captured-messages", tags=["captured mail"])
 AdminSession = Annotated[Session, Depends(scoped_session(Scope.ADMIN))]  # require(Scope.ADMIN)
+# Ids are signed 64-bit on both backends; a larger one must be a 422, not a driver error.
+MessageId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The captured message's id.")]
 
 
 class CapturedMessageOut(BaseModel):
@@ -68,10 +70,13 @@ class CapturedMessageDetail(CapturedMessageOut):
 def list_captured(
     session: AdminSession,
     to: Annotated[
-        str | None, Query(max_length=320, description="Only mail to this address (any case).")
+        str | None,
+        Query(max_length=320, pattern=r"^[^\x00]*$", description="Only mail to this address."),
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size.")] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="next_cursor of the previous page.")
+    ] = None,
 ) -> CapturedMessagePage:
     items, more = capture.list_messages(
         session, to=to, before_id=decode_cursor(cursor), limit=limit
@@ -85,7 +90,7 @@ def list_captured(
 @router.get(
     "/{message_id}", response_model=CapturedMessageDetail, summary="One captured message, parsed"
 )
-def get_captured(session: AdminSession, message_id: int) -> CapturedMessageDetail:
+def get_captured(session: AdminSession, message_id: MessageId) -> CapturedMessageDetail:
     summary, raw = capture.get_message(session, message_id)
     parsed = capture.parse(raw)
     return CapturedMessageDetail(
@@ -106,7 +111,7 @@ def get_captured(session: AdminSession, message_id: int) -> CapturedMessageDetai
     responses={200: {"content": {"message/rfc822": {}}}},
     summary="One captured message exactly as received",
 )
-def get_captured_raw(session: AdminSession, message_id: int) -> Response:
+def get_captured_raw(session: AdminSession, message_id: MessageId) -> Response:
     return Response(
         capture.get_raw(session, message_id),
         media_type="message/rfc822",
