@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from postwise.cli import database, privacy, worker, workspaces
+from postwise.cli import contacts, database, demo, privacy, worker, workspaces
 
 app = typer.Typer(
     help="Postwise: self-hosted B2B email platform.", no_args_is_help=True, add_completion=False
@@ -12,6 +12,10 @@ app = typer.Typer(
 app.add_typer(database.app, name="db")
 app.add_typer(workspaces.workspace_app, name="workspace")
 app.add_typer(workspaces.apikey_app, name="apikey")
+privacy.register_contact_commands(contacts.contact_app)
+app.add_typer(contacts.contact_app, name="contact")
+app.add_typer(contacts.attribute_app, name="attribute")
+app.add_typer(demo.demo_app, name="demo")
 app.add_typer(privacy.suppress_app, name="suppress")
 worker.register(app)
 
