@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -42,6 +43,23 @@ def _location(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+def _field_error(error: Mapping[str, Any]) -> FieldError:
+    """One Pydantic error as a FieldError; errors about the body as a whole say how to fix it."""
+    loc = tuple(error.get("loc", ()))
+    kind = str(error.get("type", "invalid"))
+    if kind == "json_invalid":
+        reason = (error.get("ctx") or {}).get("error", "malformed")
+        where = f" at character {loc[1]}" if len(loc) > 1 else ""
+        return FieldError("body", kind, f"the body is not valid JSON: {reason}{where}")
+    if loc == ("body",) and kind in ("model_attributes_type", "dict_type"):
+        return FieldError(
+            "body", kind, "the body must be a JSON object, sent as Content-Type: application/json"
+        )
+    if loc == ("body",) and kind == "missing":
+        return FieldError("body", kind, "a JSON body is required")
+    return FieldError(_location(loc), kind, str(error.get("msg", "")))
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(PostwiseError)
     async def _postwise(_request: Request, exc: PostwiseError) -> JSONResponse:
@@ -49,12 +67,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            FieldError(
-                _location(tuple(e.get("loc", ()))), e.get("type", "invalid"), e.get("msg", "")
-            )
-            for e in exc.errors()
-        ]
+        errors = [_field_error(e) for e in exc.errors()]
         first = errors[0] if errors else FieldError(None, "invalid", "invalid request")
         detail = f"{first.field}: {first.message}" if first.field else first.message
         if len(errors) > 1:

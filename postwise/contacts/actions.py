@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.orm import Session
 
 from postwise.contacts.attributes import AttributeSchema, Entity
@@ -22,6 +22,7 @@ from postwise.core.clock import utcnow
 from postwise.core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from postwise.core.pagination import Page, check_limit, decode_cursor, encode_cursor
 from postwise.storage.tables import Contact, ContactChange, ListMembership
+from postwise.storage.tenancy import workspace_of
 
 # Statuses a person reached by their own act (or their mailbox's); an upsert never undoes them.
 STICKY_STATUSES = frozenset({"unsubscribed", "complained", "bounced"})
@@ -70,6 +71,35 @@ def _status_error(contact: Contact, values: Mapping[str, Any]) -> FieldError | N
     return None
 
 
+def _change(
+    workspace_id: int,
+    contact_id: int,
+    kind: str,
+    source: str,
+    changes: Mapping[str, Any],
+    at: datetime,
+) -> dict[str, Any]:
+    return {
+        "workspace_id": workspace_id,
+        "contact_id": contact_id,
+        "kind": kind,
+        "source": source,
+        "changes": dict(changes),
+        "at": at,
+    }
+
+
+def _record_changes(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Audit rows for many contacts in one executemany.
+
+    Nothing reads their ids back, so unlike ``session.add`` this needs no RETURNING: on
+    PostgreSQL it is a pipelined executemany, not one huge statement per thousand rows.
+    The rows must name the session's workspace (``_change`` does).
+    """
+    if rows:
+        session.execute(insert(ContactChange), list(rows))
+
+
 def upsert_contacts(
     session: Session, rows: Sequence[Mapping[str, Any]], *, source: str
 ) -> list[RowResult]:
@@ -106,6 +136,8 @@ def upsert_contacts(
     by_external = {c.external_id: c for c in existing.values() if c.external_id}
     companies = companies_for_domains(session, {v["email_domain"] for _, v in cleaned})
     now = utcnow()
+    workspace_id = workspace_of(session)
+    audit: list[dict[str, Any]] = []
 
     for index, values in cleaned:
         result = results[index]
@@ -156,11 +188,7 @@ def upsert_contacts(
         contact.updated_at = now
         if ext:
             by_external[ext] = contact
-        session.add(
-            ContactChange(
-                contact_id=contact.id, kind="updated", source=source, changes=changes, at=now
-            )
-        )
+        audit.append(_change(workspace_id, contact.id, "updated", source, changes, now))
         result.status, result.contact_id = "updated", contact.id
 
     session.flush()
@@ -169,12 +197,8 @@ def upsert_contacts(
         if result.status == "created":
             contact = existing[result.email or ""]
             result.contact_id = contact.id
-            session.add(
-                ContactChange(
-                    contact_id=contact.id, kind="created", source=source, changes={}, at=now
-                )
-            )
-    session.flush()
+            audit.append(_change(workspace_id, contact.id, "created", source, {}, now))
+    _record_changes(session, audit)
     for earlier, final in duplicates.items():
         done = results[final]
         results[earlier] = RowResult(

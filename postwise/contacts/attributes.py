@@ -19,11 +19,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from postwise.core.errors import Conflict, FieldError, NotFound, ValidationFailed
+from postwise.core.pagination import Page, check_limit, decode_cursor, encode_cursor
 from postwise.storage.tables import AttributeDefinition
 
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
 MAX_STRING = 2000
 MAX_LIST_ITEMS = 200
+MAX_DESCRIPTION = 500
 _TRUE = {"true", "yes", "y", "1", "t", "on"}
 _FALSE = {"false", "no", "n", "0", "f", "off"}
 
@@ -55,6 +57,8 @@ def coerce(kind: AttributeType, value: Any) -> Any:
         text = str(value)
         if len(text) > MAX_STRING:
             raise InvalidValue(f"text longer than {MAX_STRING} characters")
+        if "\x00" in text:
+            raise InvalidValue("text contains a NUL character")
         return text
     if kind is AttributeType.NUMBER:
         return _number(value)
@@ -71,6 +75,8 @@ def coerce(kind: AttributeType, value: Any) -> Any:
         if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
             raise InvalidValue("expected a list of strings (in CSV: values separated by ';')")
         cleaned = [i.strip() for i in items if i.strip()]
+        if any("\x00" in i for i in cleaned):
+            raise InvalidValue("an item contains a NUL character")
         if len(cleaned) > MAX_LIST_ITEMS:
             raise InvalidValue(f"more than {MAX_LIST_ITEMS} items")
         return cleaned
@@ -175,6 +181,7 @@ def define_attribute(
         errors.append(
             FieldError("type", "invalid_type", f"type must be one of {', '.join(AttributeType)}")
         )
+    errors += _description_errors(description)
     if errors:
         raise ValidationFailed.from_errors(errors)
     existing = session.scalar(
@@ -197,3 +204,55 @@ def get_attribute(session: Session, attribute_id: int) -> AttributeDefinition:
     if found is None:
         raise NotFound(f"attribute definition {attribute_id} does not exist")
     return found
+
+
+def _description_errors(description: str) -> list[FieldError]:
+    if len(description) > MAX_DESCRIPTION or "\x00" in description:
+        return [
+            FieldError(
+                "description",
+                "invalid_description",
+                f"description must be at most {MAX_DESCRIPTION} characters, without NUL",
+            )
+        ]
+    return []
+
+
+def search_attributes(
+    session: Session,
+    *,
+    entity: str | None = None,
+    q: str | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Page[AttributeDefinition]:
+    limit = check_limit(limit)
+    stmt = select(AttributeDefinition).order_by(AttributeDefinition.id).limit(limit + 1)
+    after = decode_cursor(cursor)
+    if after is not None:
+        stmt = stmt.where(AttributeDefinition.id > after)
+    if entity:
+        stmt = stmt.where(AttributeDefinition.entity == entity)
+    if q:
+        stmt = stmt.where(AttributeDefinition.name.contains(q.lower(), autoescape=True))
+    rows = list(session.scalars(stmt))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(rows, encode_cursor(rows[-1].id) if more else None)
+
+
+def update_attribute(session: Session, attribute_id: int, description: str) -> AttributeDefinition:
+    """Only the description changes: name and type are what stored values were checked against."""
+    definition = get_attribute(session, attribute_id)
+    if errors := _description_errors(description):
+        raise ValidationFailed.from_errors(errors)
+    definition.description = description
+    session.flush()
+    return definition
+
+
+def delete_attribute(session: Session, attribute_id: int) -> None:
+    """Stored values stay (rewriting every row is costly and loses data); new writes of the
+    name are refused as unknown until it is declared again."""
+    session.delete(get_attribute(session, attribute_id))
+    session.flush()

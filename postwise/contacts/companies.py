@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from postwise.contacts.attributes import AttributeSchema, Entity
@@ -105,6 +105,12 @@ def get_company(session: Session, company_id: int) -> Company:
     if company is None:
         raise NotFound(f"company {company_id} does not exist in this workspace")
     return company
+
+
+def contact_count(session: Session, company_id: int) -> int:
+    return int(
+        session.scalar(select(func.count(Contact.id)).where(Contact.company_id == company_id)) or 0
+    )
 
 
 def delete_company(session: Session, company_id: int) -> None:

@@ -42,6 +42,8 @@ COUNTRIES = frozenset(
 _LANGUAGE = re.compile(r"[a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*")
 _PHONE_NOISE = re.compile(r"[\s().\-/]")
 _PHONE = re.compile(r"\+?[0-9]{5,15}")
+MAX_LANGUAGE = 16  # the column's width
+MAX_EMPLOYEES = 2**31 - 1  # the column's range
 
 TEXT_LIMITS = {
     "external_id": 255, "first_name": 200, "last_name": 200, "job_title": 200,
@@ -115,6 +117,13 @@ def _country(value: Any, errors: list[FieldError]) -> str | None:
     return code
 
 
+def _address_text(field: str, value: Any) -> str:
+    """Email and domain must arrive as text; anything else is refused before normalizing."""
+    if value is None or isinstance(value, str):
+        return value or ""
+    raise ValidationFailed(f"{field} must be text", code="invalid_type", field=field)
+
+
 def _unknown(data: Mapping[str, Any], known: tuple[str, ...], errors: list[FieldError]) -> None:
     for key in data:
         if key not in known:
@@ -137,7 +146,7 @@ def clean_contact(
     out: dict[str, Any] = {}
     if "email" in data or not partial:
         try:
-            email = normalize_email(data.get("email") or "")
+            email = normalize_email(_address_text("email", data.get("email")))
             out["email"], out["email_domain"] = email.address, email.domain
         except ValidationFailed as exc:
             errors.append(FieldError("email", exc.code, exc.message))
@@ -160,12 +169,13 @@ def clean_contact(
             out["timezone"] = tz
     if "language" in data:
         lang = _text("language", data["language"], errors)
-        if lang is not None and not _LANGUAGE.fullmatch(lang):
+        if lang is not None and (len(lang) > MAX_LANGUAGE or not _LANGUAGE.fullmatch(lang)):
             errors.append(
                 FieldError(
                     "language",
                     "invalid_language",
-                    "language must be a BCP 47 tag like 'en' or 'de-CH'",
+                    f"language must be a BCP 47 tag like 'en' or 'de-CH', at most {MAX_LANGUAGE} "
+                    "characters",
                 )
             )
         else:
@@ -209,7 +219,7 @@ def clean_company(
     out: dict[str, Any] = {}
     if "domain" in data or not partial:
         try:
-            out["domain"] = normalize_domain(data.get("domain") or "")
+            out["domain"] = normalize_domain(_address_text("domain", data.get("domain")))
         except ValidationFailed as exc:
             errors.append(FieldError("domain", exc.code, exc.message))
     for field in ("name", "industry"):
@@ -218,8 +228,8 @@ def clean_company(
     if "employee_count" in data and data["employee_count"] not in (None, ""):
         try:
             count = coerce(AttributeType.NUMBER, data["employee_count"])
-            if not isinstance(count, int) or count < 0:
-                raise InvalidValue("expected a whole number of employees")
+            if not isinstance(count, int) or not 0 <= count <= MAX_EMPLOYEES:
+                raise InvalidValue(f"expected a whole number of employees up to {MAX_EMPLOYEES}")
             out["employee_count"] = count
             out["size_band"] = size_band_for(count)
         except InvalidValue as exc:

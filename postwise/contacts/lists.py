@@ -7,17 +7,18 @@ except to stamp the confirmation.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from postwise.core.clock import utcnow
 from postwise.core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from postwise.core.pagination import Page, check_limit, decode_cursor, encode_cursor
 from postwise.storage.tables import Consent, Contact, ContactChange, ListMembership, MailingList
+from postwise.storage.tenancy import workspace_of
 
 CONSENT_SOURCES = ("import", "api", "form", "admin")
 MEMBERSHIP_STATUSES = ("subscribed", "unsubscribed", "pending")
@@ -103,13 +104,15 @@ def delete_list(session: Session, list_id: int) -> None:
 
 
 def search_lists(
-    session: Session, *, cursor: str | None = None, limit: int = 50
+    session: Session, *, q: str | None = None, cursor: str | None = None, limit: int = 50
 ) -> Page[MailingList]:
     limit = check_limit(limit)
     stmt = select(MailingList).order_by(MailingList.id).limit(limit + 1)
     after = decode_cursor(cursor)
     if after is not None:
         stmt = stmt.where(MailingList.id > after)
+    if q:
+        stmt = stmt.where(MailingList.name.icontains(q, autoescape=True))
     rows = list(session.scalars(stmt))
     more = len(rows) > limit
     rows = rows[:limit]
@@ -141,6 +144,24 @@ def subscribe(
     elsewhere); on a double-opt-in list anything else waits as ``pending``. An import never
     re-subscribes someone who unsubscribed from the list: that needs their own act.
     """
+    subscribe_many(session, list_id, [contact_id], consent, confirmed=confirmed)
+    return get_membership(session, list_id, contact_id)
+
+
+def subscribe_many(
+    session: Session,
+    list_id: int,
+    contact_ids: Sequence[int],
+    consent: ConsentInput,
+    *,
+    confirmed: bool = False,
+) -> dict[int, str]:
+    """``subscribe`` for many contacts in a few statements (bulk API, imports).
+
+    Returns each distinct contact's membership status afterwards. Nothing is written if a
+    contact is missing. New rows go in as bulk inserts (only consent ids are read back),
+    which keeps a five-thousand-row call to a handful of statements on either backend.
+    """
     if consent.source not in CONSENT_SOURCES:
         raise ValidationFailed(
             f"consent source must be one of {', '.join(CONSENT_SOURCES)}",
@@ -148,46 +169,92 @@ def subscribe(
             field="source",
         )
     mailing_list = get_list(session, list_id)
-    contact = session.get(Contact, contact_id)
-    if contact is None:
-        raise NotFound(f"contact {contact_id} does not exist in this workspace")
-    membership = session.get(ListMembership, (list_id, contact_id))
-    if membership is not None and membership.status == "subscribed":
-        return membership
-    if (
-        membership is not None
-        and membership.status == "unsubscribed"
-        and consent.source == "import"
-    ):
-        return membership
+    wanted = list(dict.fromkeys(contact_ids))
+    found = set(session.scalars(select(Contact.id).where(Contact.id.in_(wanted))))
+    missing = [contact_id for contact_id in wanted if contact_id not in found]
+    if missing:
+        raise NotFound(f"contact {missing[0]} does not exist in this workspace")
+    current = {
+        m.contact_id: m
+        for m in session.scalars(
+            select(ListMembership).where(
+                ListMembership.list_id == list_id, ListMembership.contact_id.in_(wanted)
+            )
+        )
+    }
+    outcome = {contact_id: m.status for contact_id, m in current.items()}
+
+    def keeps(membership: ListMembership | None) -> bool:
+        if membership is None:
+            return False
+        return membership.status == "subscribed" or (
+            membership.status == "unsubscribed" and consent.source == "import"
+        )
+
+    todo = [contact_id for contact_id in wanted if not keeps(current.get(contact_id))]
+    if not todo:
+        return outcome
+    workspace_id = workspace_of(session)
     now = utcnow()
     status = "pending" if mailing_list.double_opt_in and not confirmed else "subscribed"
-    record = Consent(
-        contact_id=contact_id,
-        list_id=list_id,
-        source=consent.source,
-        ip=consent.ip,
-        consent_text=consent.text,
-        recorded_at=now,
-        confirmed_at=now if (mailing_list.double_opt_in and confirmed) else None,
+    consent_ids = session.scalars(
+        insert(Consent).returning(Consent.id, sort_by_parameter_order=True),
+        [
+            {
+                "workspace_id": workspace_id,
+                "contact_id": contact_id,
+                "list_id": list_id,
+                "source": consent.source,
+                "ip": consent.ip,
+                "consent_text": consent.text,
+                "recorded_at": now,
+                "confirmed_at": now if (mailing_list.double_opt_in and confirmed) else None,
+            }
+            for contact_id in todo
+        ],
+    ).all()
+    new_rows = []
+    for contact_id, consent_id in zip(todo, consent_ids, strict=True):
+        outcome[contact_id] = status
+        membership = current.get(contact_id)
+        if membership is None:
+            new_rows.append(
+                {
+                    "workspace_id": workspace_id,
+                    "list_id": list_id,
+                    "contact_id": contact_id,
+                    "status": status,
+                    "consent_id": consent_id,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+        else:
+            membership.status, membership.consent_id, membership.updated_at = (
+                status,
+                consent_id,
+                now,
+            )
+    if new_rows:
+        session.execute(insert(ListMembership), new_rows)
+    kind = "subscribed" if status == "subscribed" else "pending"
+    changes = {"list_id": list_id, "list": mailing_list.name}
+    session.execute(
+        insert(ContactChange),
+        [
+            {
+                "workspace_id": workspace_id,
+                "contact_id": contact_id,
+                "kind": kind,
+                "source": consent.source,
+                "changes": changes,
+                "at": now,
+            }
+            for contact_id in todo
+        ],
     )
-    session.add(record)
     session.flush()
-    if membership is None:
-        membership = ListMembership(list_id=list_id, contact_id=contact_id, created_at=now)
-        session.add(membership)
-    membership.status, membership.consent_id, membership.updated_at = status, record.id, now
-    session.add(
-        ContactChange(
-            contact_id=contact_id,
-            kind="subscribed" if status == "subscribed" else "pending",
-            source=consent.source,
-            changes={"list_id": list_id, "list": mailing_list.name},
-            at=now,
-        )
-    )
-    session.flush()
-    return membership
+    return outcome
 
 
 def confirm(session: Session, list_id: int, contact_id: int) -> ListMembership:

@@ -4,9 +4,21 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from postwise.api.routes import captured, operations, privacy
+from postwise.api.routes import (
+    attributes,
+    captured,
+    companies,
+    contacts,
+    lists,
+    operations,
+    privacy,
+)
 
 ROUTERS: list[APIRouter] = []
+ROUTERS.append(contacts.router)
+ROUTERS.append(companies.router)
+ROUTERS.append(lists.router)
+ROUTERS.append(attributes.router)
 ROUTERS.append(privacy.router)
 ROUTERS.append(operations.router)
 ROUTERS.append(captured.router)
