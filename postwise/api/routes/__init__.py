@@ -12,6 +12,7 @@ from postwise.api.routes import (
     lists,
     operations,
     privacy,
+    workspace,
 )
 
 ROUTERS: list[APIRouter] = []
@@ -22,3 +23,4 @@ ROUTERS.append(attributes.router)
 ROUTERS.append(privacy.router)
 ROUTERS.append(operations.router)
 ROUTERS.append(captured.router)
+ROUTERS.append(workspace.router)
