@@ -384,12 +384,11 @@ def search_contacts(
     if after is not None:
         stmt = stmt.where(Contact.id > after)
     if q:
-        pattern = f"%{q}%"
         stmt = stmt.where(
             or_(
-                Contact.email.ilike(pattern),
-                Contact.first_name.ilike(pattern),
-                Contact.last_name.ilike(pattern),
+                Contact.email.icontains(q, autoescape=True),
+                Contact.first_name.icontains(q, autoescape=True),
+                Contact.last_name.icontains(q, autoescape=True),
             )
         )
     if status:

@@ -137,8 +137,12 @@ def search_companies(
     if after is not None:
         stmt = stmt.where(Company.id > after)
     if q:
-        pattern = f"%{q.lower()}%"
-        stmt = stmt.where(or_(Company.domain.like(pattern), Company.name.ilike(pattern)))
+        stmt = stmt.where(
+            or_(
+                Company.domain.icontains(q, autoescape=True),
+                Company.name.icontains(q, autoescape=True),
+            )
+        )
     if industry:
         stmt = stmt.where(Company.industry == industry)
     if size_band:

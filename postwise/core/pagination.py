@@ -30,7 +30,8 @@ def decode_cursor(cursor: str | None) -> int | None:
         padded = cursor + "=" * (-len(cursor) % 4)
         value: Any = json.loads(base64.urlsafe_b64decode(padded.encode()))
         after = value["after"]
-        if not isinstance(after, int):
+        # Ids are signed 64-bit on both backends; anything else was not issued by us.
+        if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after < 2**63:
             raise TypeError
         return after
     except (ValueError, KeyError, TypeError):

@@ -143,3 +143,18 @@ def test_double_opt_in_keeps_consent_and_confirmation(db: Database, ws: int) -> 
         lists.unsubscribe(s, newsletter.id, contact.id, source="api")
         again = lists.subscribe(s, newsletter.id, contact.id, lists.ConsentInput("import"))
         assert again.status == "unsubscribed"
+
+
+def test_search_treats_wildcards_literally_and_refuses_forged_cursors(
+    db: Database, ws: int
+) -> None:
+    from postwise.core.pagination import decode_cursor, encode_cursor
+
+    with db.tenant(ws) as s:
+        actions.upsert_contacts(s, [{"email": "a_b@x.io"}, {"email": "axb@x.io"}], source="api")
+        assert [c.email for c in actions.search_contacts(s, q="a_b").items] == ["a_b@x.io"]
+        assert actions.search_contacts(s, q="%").items == []
+    assert decode_cursor(encode_cursor(42)) == 42
+    for forged in (encode_cursor(2**64), encode_cursor(-1), "not-a-cursor"):
+        with pytest.raises(ValidationFailed):
+            decode_cursor(forged)
