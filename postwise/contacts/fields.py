@@ -134,6 +134,21 @@ def _unknown(data: Mapping[str, Any], known: tuple[str, ...], errors: list[Field
             )
 
 
+def _finish(
+    data: Mapping[str, Any], schema: AttributeSchema, out: dict[str, Any], errors: list[FieldError]
+) -> dict[str, Any]:
+    """Custom attributes last, then every problem found at once or the cleaned values."""
+    if "attributes" in data:
+        attrs = data["attributes"] or {}
+        if not isinstance(attrs, Mapping):
+            errors.append(FieldError("attributes", "invalid_type", "attributes must be an object"))
+        else:
+            out["attributes"] = schema.clean(attrs, errors)
+    if errors:
+        raise ValidationFailed.from_errors(errors)
+    return out
+
+
 def clean_contact(
     data: Mapping[str, Any], schema: AttributeSchema, *, partial: bool = False
 ) -> dict[str, Any]:
@@ -200,15 +215,7 @@ def clean_contact(
         status = _choice("status", data["status"], CONTACT_STATUSES, errors)
         if status is not None:
             out["status"] = status
-    if "attributes" in data:
-        attrs = data["attributes"] or {}
-        if not isinstance(attrs, Mapping):
-            errors.append(FieldError("attributes", "invalid_type", "attributes must be an object"))
-        else:
-            out["attributes"] = schema.clean(attrs, errors)
-    if errors:
-        raise ValidationFailed.from_errors(errors)
-    return out
+    return _finish(data, schema, out, errors)
 
 
 def clean_company(
@@ -244,12 +251,4 @@ def clean_company(
         out["revenue_band"] = _choice("revenue_band", data["revenue_band"], REVENUE_BANDS, errors)
     if "country" in data:
         out["country"] = _country(data["country"], errors)
-    if "attributes" in data:
-        attrs = data["attributes"] or {}
-        if not isinstance(attrs, Mapping):
-            errors.append(FieldError("attributes", "invalid_type", "attributes must be an object"))
-        else:
-            out["attributes"] = schema.clean(attrs, errors)
-    if errors:
-        raise ValidationFailed.from_errors(errors)
-    return out
+    return _finish(data, schema, out, errors)

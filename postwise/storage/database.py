@@ -63,21 +63,20 @@ class Database:
     @contextmanager
     def tenant(self, workspace_id: int) -> Iterator[Session]:
         """A session that can only see and write rows of ``workspace_id``; commits on success."""
-        session = self._sessions()
-        tenancy.bind(session, workspace_id)
-        try:
+        with self._transaction(workspace_id) as session:
             yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
 
     @contextmanager
     def system(self) -> Iterator[Session]:
         """An unscoped session for work that spans workspaces (jobs, workspace admin)."""
+        with self._transaction(None) as session:
+            yield session
+
+    @contextmanager
+    def _transaction(self, workspace_id: int | None) -> Iterator[Session]:
         session = self._sessions()
+        if workspace_id is not None:
+            tenancy.bind(session, workspace_id)
         try:
             yield session
             session.commit()
