@@ -220,8 +220,8 @@ def list_messages(
         .order_by(CapturedMessage.id.desc())
         .limit(limit + 1)
     )
-    if before_id is not None:  # clamped: drivers cannot bind integers beyond 64 bits
-        query = query.where(CapturedMessage.id < max(0, min(before_id, 2**63 - 1)))
+    if before_id is not None:
+        query = query.where(CapturedMessage.id < before_id)
     if to:
         query = query.where(_has_recipient(session, to))
     rows = [_summary(r) for r in session.execute(query)]

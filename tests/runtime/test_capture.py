@@ -177,7 +177,8 @@ def test_out_of_range_ids_are_client_errors(
     assert client.get(f"/api/captured-messages/{2**70}", headers=key).status_code == 422
     huge = encode_cursor(2**70)
     listing = client.get("/api/captured-messages", params={"cursor": huge}, headers=key)
-    assert listing.status_code == 200
+    assert listing.status_code == 400
+    assert listing.json()["code"] == "invalid_cursor"
     nul = client.get("/api/captured-messages", params={"to": "a\x00@b.test"}, headers=key)
     assert nul.status_code == 422
 
