@@ -342,3 +342,29 @@ class Erasure(WorkspaceOwned, Base):
     erased_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted: Mapped[dict[str, Any]] = mapped_column(default=dict)
     redacted: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ImportRun(WorkspaceOwned, Base):
+    """One CSV import (``contacts/importer.py``): what was asked, how far it got, what it did.
+
+    ``counts`` and ``bytes_read`` are saved in the transaction of each batch, so they
+    always match what is stored; ``report_path`` names the rejected-rows CSV, if any.
+    """
+
+    __tablename__ = "imports"
+    __table_args__ = (Index("ix_imports_ws_created", "workspace_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|running|done|failed
+    source: Mapped[str] = mapped_column(String(16))  # api | cli
+    filename: Mapped[str] = mapped_column(String(255), default="")
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    bytes_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_read: Mapped[int] = mapped_column(BigInteger, default=0)
+    file_path: Mapped[str | None] = mapped_column(String(1000), default=None)
+    report_path: Mapped[str | None] = mapped_column(String(1000), default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
