@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from postwise.cli import contacts, database, demo, privacy, runtime, worker, workspaces
+from postwise.cli import contacts, database, demo, imports, privacy, runtime, worker, workspaces
 
 app = typer.Typer(
     help="Postwise: self-hosted B2B email platform.", no_args_is_help=True, add_completion=False
@@ -17,6 +17,8 @@ app.add_typer(contacts.contact_app, name="contact")
 app.add_typer(contacts.attribute_app, name="attribute")
 app.add_typer(demo.demo_app, name="demo")
 app.add_typer(privacy.suppress_app, name="suppress")
+app.add_typer(imports.import_app, name="import")
+app.add_typer(imports.export_app, name="export")
 app.command()(runtime.serve)
 app.command()(runtime.run)
 worker.register(app)

@@ -9,6 +9,7 @@ from postwise.api.routes import (
     captured,
     companies,
     contacts,
+    imports,
     lists,
     operations,
     privacy,
@@ -19,6 +20,7 @@ ROUTERS: list[APIRouter] = []
 ROUTERS.append(contacts.router)
 ROUTERS.append(companies.router)
 ROUTERS.append(lists.router)
+ROUTERS.append(imports.router)
 ROUTERS.append(attributes.router)
 ROUTERS.append(privacy.router)
 ROUTERS.append(operations.router)

@@ -1,0 +1,799 @@
+"""CSV import of contacts: files of any size, in constant memory, applied a batch at a time.
+
+Reading
+    The file is read as bytes, one physical line at a time, and never held whole.
+    *Encoding*: a UTF-8 byte-order mark means UTF-8. Otherwise the first 64 KiB decide:
+    valid UTF-8 means UTF-8, anything else Latin-1 (every byte is valid Latin-1). A late
+    surprise — a byte that is not UTF-8 after a sample that was — is handled per line:
+    if every line before it was plain ASCII, the file is switched to Latin-1 from that
+    line on, which loses and repeats nothing because ASCII reads the same in both; if
+    earlier lines already held real UTF-8, the file mixes encodings and the record with
+    the bad line is rejected with that reason (no guessing at what it meant).
+    ``encoding="utf-8"`` or ``"latin-1"`` turns detection off. UTF-16 and spreadsheet
+    workbooks are refused with a message saying how to save the file instead.
+    *Delimiter*: ``csv.Sniffer`` on the sample, limited to ``, ; tab |``, falling back
+    to the most frequent of those in the header line.
+
+Rows
+    The header row is required. Columns map to fields by ``--map COLUMN=FIELD``, else
+    by name (case-insensitive; spaces and hyphens count as ``_``): contact fields,
+    ``attributes.NAME`` or a bare declared attribute name, ``company.FIELD`` and
+    ``company.attributes.NAME``. Unmapped columns are reported once as ignored.
+    Cells are trimmed; an empty cell means "not given" and never erases a stored value.
+    An apostrophe our exporter put before a formula character is removed again.
+    Each row is checked by ``clean_contact``/``clean_company``, the rules the API uses.
+
+Rejects
+    A rejected row changes nothing and goes to the report CSV with the physical line
+    where its record *starts* (1 is the header; a quoted field may span lines, so the
+    next record can start several lines later), the email as written, the reasons and
+    the original cells (guarded against formula injection like an export).
+    Reasons: wrong number of cells, NUL characters, undecodable bytes, malformed CSV,
+    any validation error, a sticky status it would undo, an external id that belongs to
+    someone else, and an email already used by an earlier row of the same file.
+
+Applying
+    Valid rows go to ``bulkwrite.BatchWriter`` in batches of ``import_batch_size``, each
+    in its own transaction, so an interrupted import has applied whole batches only.
+    Re-running the same file is a no-op for everything already applied (that is how an
+    interrupted import is resumed): unchanged rows write nothing at all.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from postwise.contacts import lists
+from postwise.contacts.attributes import AttributeSchema, Entity
+from postwise.contacts.bulkwrite import ListTarget, Prepared, Row, open_batches
+from postwise.contacts.exporter import guard_cell, unguard_cell
+from postwise.contacts.fields import CONTACT_FIELDS, clean_company, clean_contact
+from postwise.core.clock import utcnow
+from postwise.core.errors import FieldError, ValidationFailed
+from postwise.core.settings import get_settings
+
+SAMPLE_BYTES = 64 * 1024
+MAX_LINE_BYTES = 8 * 1024 * 1024
+UTF8_BOM = codecs.BOM_UTF8
+ENCODINGS = ("auto", "utf-8", "latin-1")
+DELIMITERS = {",": ",", ";": ";", "\t": "\t", "tab": "\t", "|": "|"}
+CONTACT_TARGETS = tuple(name for name in CONTACT_FIELDS if name != "attributes")
+COMPANY_TARGETS = ("name", "industry", "employee_count", "size_band", "revenue_band", "country")
+REPORT_COLUMNS = ("_line", "_email", "_reason", "_codes")
+
+_HEADER_SEPARATORS = re.compile(r"[\s\-]+")
+_REFUSED_PREFIXES = {
+    codecs.BOM_UTF16_LE: "UTF-16",
+    codecs.BOM_UTF16_BE: "UTF-16",
+    b"PK\x03\x04": "a zip archive (an .xlsx workbook?)",
+    b"\xd0\xcf\x11\xe0": "an .xls workbook",
+}
+
+
+def _unusable(message: str, code: str, field: str = "file") -> ValidationFailed:
+    return ValidationFailed(message, code=code, field=field)
+
+
+# -- options and results -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    list_name: str | None = None
+    mapping: Mapping[str, str] = field(default_factory=dict)
+    encoding: str = "auto"
+    delimiter: str = "auto"
+    consent_text: str | None = None
+    batch_size: int | None = None
+
+
+@dataclass
+class ImportProgress:
+    bytes_read: int = 0
+    bytes_total: int = 0
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "rows": self.rows,
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "rejected": self.rejected,
+        }
+
+
+@dataclass
+class ImportResult(ImportProgress):
+    encoding: str = ""
+    delimiter: str = ""
+    columns: dict[str, str] = field(default_factory=dict)
+    ignored_columns: list[str] = field(default_factory=list)
+    report_path: str | None = None
+    seconds: float = 0.0
+    list_id: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+
+# Called inside each batch's transaction: progress saved there commits with the batch.
+BatchHook = Callable[[Session, ImportProgress], None]
+
+
+def parse_mapping(items: Sequence[str]) -> dict[str, str]:
+    """``["E-Mail=email", "Notes="]`` → ``{"E-Mail": "email", "Notes": ""}`` (empty: ignore).
+
+    Split at the last ``=``: field names never contain one, column names might.
+    """
+    mapping: dict[str, str] = {}
+    for item in items:
+        column, sep, target = item.rpartition("=")
+        if not sep or not column.strip():
+            raise _unusable(
+                f"--map {item!r} is not COLUMN=FIELD (for example 'E-Mail=email')",
+                "invalid_map",
+                "map",
+            )
+        mapping[column.strip()] = target.strip()
+    return mapping
+
+
+# -- encoding, delimiter and lines ---------------------------------------------------------
+
+
+def detect_encoding(sample: bytes, wanted: str = "auto") -> tuple[str, bool]:
+    """(encoding, may switch to Latin-1 later) for a file starting with ``sample``."""
+    if wanted not in ENCODINGS:
+        raise _unusable(
+            f"encoding must be one of {', '.join(ENCODINGS)}", "invalid_encoding", "encoding"
+        )
+    for prefix, what in _REFUSED_PREFIXES.items():
+        if sample.startswith(prefix):
+            raise _unusable(
+                f"the file is {what}, not CSV text: save it as 'CSV UTF-8' and import that",
+                "unsupported_file",
+            )
+    if sample.startswith(UTF8_BOM) or wanted == "utf-8":
+        return "utf-8", False
+    if wanted == "latin-1":
+        return "latin-1", False
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
+    except UnicodeDecodeError:
+        return "latin-1", False
+    return "utf-8", True
+
+
+def sniff_delimiter(text: str, wanted: str = "auto") -> str:
+    if wanted != "auto":
+        try:
+            return DELIMITERS[wanted]
+        except KeyError:
+            raise _unusable(
+                "delimiter must be auto, ',', ';', '|' or tab", "invalid_delimiter", "delimiter"
+            ) from None
+    try:
+        found = csv.Sniffer().sniff(text, delimiters=",;\t|").delimiter
+    except csv.Error:
+        found = ""
+    if found in DELIMITERS:
+        return found
+    header = text.split("\n", 1)[0]
+    counts = {d: header.count(d) for d in ",;\t|"}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+class _Lines:
+    """The file's physical lines, decoded; counts lines (for the report) and bytes read
+    (for progress), and applies the late-encoding rule of the module docstring."""
+
+    def __init__(self, raw: BinaryIO, encoding: str, switchable: bool) -> None:
+        self.raw = raw
+        self.encoding = encoding
+        self.switchable = switchable
+        self.number = 0
+        self.bytes_read = 0
+        self.non_ascii = False
+        self.switched_at: int | None = None
+        self.undecodable: list[str] = []
+
+    def __iter__(self) -> Iterator[str]:
+        readline = self.raw.readline
+        while chunk := readline(MAX_LINE_BYTES):
+            self.number += 1
+            self.bytes_read += len(chunk)
+            if len(chunk) >= MAX_LINE_BYTES and not chunk.endswith(b"\n"):
+                raise _unusable(
+                    f"line {self.number} is longer than {MAX_LINE_BYTES // 2**20} MiB: "
+                    "this does not look like a CSV file",
+                    "line_too_long",
+                )
+            if self.number == 1 and chunk.startswith(UTF8_BOM):
+                chunk = chunk[len(UTF8_BOM) :]
+            if self.encoding == "latin-1" or chunk.isascii():
+                yield chunk.decode(self.encoding)
+                continue
+            try:
+                text = chunk.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                if self.switchable and not self.non_ascii:
+                    self.encoding, self.switched_at = "latin-1", self.number
+                    yield chunk.decode("latin-1")
+                    continue
+                self.undecodable.append(
+                    f"line {self.number} is not valid UTF-8 (byte 0x{chunk[exc.start]:02x} at "
+                    f"position {exc.start + 1}) although earlier lines were; fix the file's "
+                    "encoding, or import with encoding latin-1"
+                )
+                text = chunk.decode("utf-8", "replace")
+            self.non_ascii = True
+            yield text
+
+
+# -- columns -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which cell feeds which field; built once from the header."""
+
+    header: tuple[str, ...]
+    contact: tuple[tuple[int, str], ...]
+    attributes: tuple[tuple[int, str], ...]
+    company: tuple[tuple[int, str], ...]
+    company_attributes: tuple[tuple[int, str], ...]
+    ignored: tuple[str, ...]
+    email_index: int
+
+    def targets(self) -> dict[str, str]:
+        pairs = [(i, f) for i, f in self.contact]
+        pairs += [(i, f"attributes.{f}") for i, f in self.attributes]
+        pairs += [(i, f"company.{f}") for i, f in self.company]
+        pairs += [(i, f"company.attributes.{f}") for i, f in self.company_attributes]
+        return {self.header[i]: target for i, target in sorted(pairs)}
+
+    def column_of(self, field_name: str, *, company: bool = False) -> str:
+        """The header of the column behind a field, for reasons a person can act on."""
+        wanted = f"company.{field_name}" if company else field_name
+        for column, target in self.targets().items():
+            if target == wanted:
+                return column
+        return wanted
+
+
+def _normalized(name: str) -> str:
+    return _HEADER_SEPARATORS.sub("_", name.strip().lower())
+
+
+def _target_kind(
+    target: str, schema: AttributeSchema, company_schema: AttributeSchema
+) -> tuple[str, str]:
+    """("contact" | "attributes" | "company" | "company_attributes", name) or an error."""
+    if target in CONTACT_TARGETS:
+        return "contact", target
+    if target.startswith("company.attributes."):
+        name = target.removeprefix("company.attributes.")
+        if name in company_schema.types:
+            return "company_attributes", name
+        raise _unusable(
+            f"{target!r}: {name!r} is not a declared company attribute; declare it first "
+            "(POST /api/attributes or 'postwise attribute create')",
+            "unknown_attribute",
+            "map",
+        )
+    if target.startswith("company."):
+        name = target.removeprefix("company.")
+        if name in COMPANY_TARGETS:
+            return "company", name
+    elif target.startswith("attributes."):
+        name = target.removeprefix("attributes.")
+        if name in schema.types:
+            return "attributes", name
+        raise _unusable(
+            f"{target!r}: {name!r} is not a declared contact attribute; declare it first "
+            "(POST /api/attributes or 'postwise attribute create')",
+            "unknown_attribute",
+            "map",
+        )
+    raise _unusable(
+        f"{target!r} is not a field an import can set; use one of: "
+        f"{', '.join(CONTACT_TARGETS)}, attributes.NAME, "
+        f"{', '.join('company.' + t for t in COMPANY_TARGETS)}, company.attributes.NAME",
+        "unknown_field",
+        "map",
+    )
+
+
+def resolve_columns(
+    header: Sequence[str],
+    mapping: Mapping[str, str],
+    schema: AttributeSchema,
+    company_schema: AttributeSchema,
+) -> Columns:
+    names = [name.strip() for name in header]
+    targets: dict[int, str] = {}
+    explicit: set[int] = set()
+    for column, target in mapping.items():
+        matches = [i for i, name in enumerate(names) if name == column] or [
+            i for i, name in enumerate(names) if name.lower() == column.lower()
+        ]
+        if not matches:
+            raise _unusable(
+                f"--map names column {column!r}, but the header has: {', '.join(names)}",
+                "unknown_column",
+                "map",
+            )
+        if len(matches) > 1:
+            raise _unusable(
+                f"the header has {len(matches)} columns named {column!r}; rename them",
+                "ambiguous_column",
+                "map",
+            )
+        targets[matches[0]] = target.lower() if target else ""
+        explicit.add(matches[0])
+    for i, name in enumerate(names):
+        if i in targets:
+            continue
+        guess = _normalized(name)
+        if guess in CONTACT_TARGETS or guess.startswith(("attributes.", "company.")):
+            targets[i] = guess
+        elif guess in schema.types:
+            targets[i] = f"attributes.{guess}"
+    kinds: dict[str, list[tuple[int, str]]] = {
+        "contact": [],
+        "attributes": [],
+        "company": [],
+        "company_attributes": [],
+    }
+    seen: dict[str, int] = {}
+    ignored = []
+    for i, name in enumerate(names):
+        if i not in targets:
+            if name:
+                ignored.append(name)
+            continue
+        target = targets[i]
+        if not target:
+            continue
+        try:
+            kind, field_name = _target_kind(target, schema, company_schema)
+        except ValidationFailed:
+            if i in explicit:
+                raise
+            ignored.append(name)  # a guess from the header name, not a request: skip it
+            continue
+        if target in seen:
+            raise _unusable(
+                f"columns {names[seen[target]]!r} and {name!r} both map to {target}; "
+                "map one of them to another field or ignore it with --map 'COLUMN='",
+                "duplicate_target",
+                "map",
+            )
+        seen[target] = i
+        kinds[kind].append((i, field_name))
+    if "email" not in seen:
+        looks_like_data = any("@" in name for name in names)
+        if looks_like_data:
+            raise _unusable(
+                "the first line looks like data, not column names: the file needs a header "
+                "row naming its columns (for example 'email,first_name')",
+                "no_header",
+            )
+        raise _unusable(
+            f"no column maps to email (the header has: {', '.join(names) or 'nothing'}); "
+            "name it with --map 'COLUMN=email'",
+            "no_email_column",
+            "map",
+        )
+    return Columns(
+        header=tuple(names),
+        contact=tuple(kinds["contact"]),
+        attributes=tuple(kinds["attributes"]),
+        company=tuple(kinds["company"]),
+        company_attributes=tuple(kinds["company_attributes"]),
+        ignored=tuple(ignored),
+        email_index=seen["email"],
+    )
+
+
+# -- rows --------------------------------------------------------------------------------
+
+
+def _given(cells: Sequence[str], index: int) -> str:
+    value = cells[index].strip()
+    return unguard_cell(value) if value else value
+
+
+class _Validator:
+    def __init__(
+        self, columns: Columns, schema: AttributeSchema, company_schema: AttributeSchema
+    ) -> None:
+        self.columns = columns
+        self.schema = schema
+        self.company_schema = company_schema
+        self.width = len(columns.header)
+
+    def check(self, line: int, cells: list[str]) -> Row | list[FieldError]:
+        cols = self.columns
+        if len(cells) != self.width:
+            return [
+                FieldError(
+                    None,
+                    "wrong_cell_count",
+                    f"the row has {len(cells)} cells, the header has {self.width} "
+                    "(a delimiter or quote too many or too few?)",
+                )
+            ]
+        for i, cell in enumerate(cells):
+            if "\x00" in cell:
+                return [
+                    FieldError(
+                        cols.header[i],
+                        "invalid_character",
+                        f"{cols.header[i] or f'column {i + 1}'} contains a NUL character",
+                    )
+                ]
+        data: dict[str, Any] = {}
+        for i, name in cols.contact:
+            if value := _given(cells, i):
+                data[name] = value
+        if cols.attributes:
+            attributes = {name: v for i, name in cols.attributes if (v := _given(cells, i))}
+            if attributes:
+                data["attributes"] = attributes
+        company: dict[str, Any] = {}
+        for i, name in cols.company:
+            if value := _given(cells, i):
+                company[name] = value
+        if cols.company_attributes:
+            attributes = {name: v for i, name in cols.company_attributes if (v := _given(cells, i))}
+            if attributes:
+                company["attributes"] = attributes
+        errors: list[FieldError] = []
+        values: dict[str, Any] = {}
+        try:
+            values = clean_contact(data, self.schema)
+        except ValidationFailed as exc:
+            errors += exc.errors
+        company_values = None
+        if company:
+            try:
+                company_values = clean_company(company, self.company_schema, partial=True)
+            except ValidationFailed as exc:
+                errors += [
+                    FieldError(f"company.{e.field}", e.code, f"company {e.message}")
+                    for e in exc.errors
+                ]
+        if errors:
+            return errors
+        return Row(line, values, company_values, cells)
+
+
+class _Report:
+    """The rejected rows, streamed to a CSV as they occur; created on the first reject."""
+
+    def __init__(self, path: Path | None, columns: Columns, delimiter: str) -> None:
+        self.path = path
+        self.columns = columns
+        self.delimiter = delimiter
+        self.count = 0
+        self._file: IO[str] | None = None
+        self._writer: Any = None
+
+    def add(self, line: int, cells: Sequence[str] | None, errors: Sequence[FieldError]) -> None:
+        self.count += 1
+        if self.path is None:
+            return
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("w", encoding="utf-8-sig", newline="")
+            self._writer = csv.writer(self._file, delimiter=self.delimiter)
+            self._writer.writerow([*REPORT_COLUMNS, *self.columns.header])
+        cells = list(cells or [])
+        email_index = self.columns.email_index
+        email = cells[email_index].strip() if email_index < len(cells) else ""
+        reason = "; ".join(self._reason(e) for e in errors)
+        codes = ",".join(dict.fromkeys(e.code for e in errors))
+        row = [str(line), email, reason, codes, *(c.replace("\x00", "\\0") for c in cells)]
+        self._writer.writerow([guard_cell(cell) for cell in row])
+
+    def _reason(self, error: FieldError) -> str:
+        if not error.field or error.field in self.columns.header:
+            return error.message
+        company = error.field.startswith("company.")
+        name = error.field.removeprefix("company.") if company else error.field
+        column = self.columns.column_of(name, company=company)
+        return f"{column}: {error.message}"
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+def _records(
+    reader: Any, lines: _Lines
+) -> Iterator[tuple[int, list[str] | None, list[FieldError]]]:
+    """(line where the record starts, cells, problems found while reading it)."""
+    while True:
+        start = reader.line_num + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            lines.undecodable.clear()
+            yield start, None, [FieldError(None, "malformed_csv", f"malformed CSV: {exc}")]
+            continue
+        if lines.undecodable:
+            problems = [FieldError(None, "undecodable", text) for text in lines.undecodable]
+            lines.undecodable.clear()
+            yield start, cells, problems
+            continue
+        if not any(cell.strip() for cell in cells):
+            continue  # blank line, or only delimiters
+        yield start, cells, []
+
+
+# -- the import --------------------------------------------------------------------------
+
+
+@dataclass
+class _Batch:
+    """Up to ``batch_size`` records: the valid rows and the rejects, in file order."""
+
+    rows: list[Row] = field(default_factory=list)
+    rejects: list[tuple[int, list[str] | None, list[FieldError]]] = field(default_factory=list)
+    records: int = 0
+    bytes_read: int = 0
+    final: bool = False
+    prepared: Prepared | None = None
+
+
+class _Pipeline:
+    """Reading and validating (the caller's thread) overlap with writing (one worker).
+
+    Parsing is Python work and the database waits on the network or on disk, so the two
+    overlap well; at most ``depth`` batches wait in between, which keeps memory flat.
+    Batches are applied in order; the first failure stops the writer and is re-raised
+    to the reader at its next ``put`` or at ``close``.
+    """
+
+    def __init__(self, apply: Callable[[_Batch], None], depth: int = 2) -> None:
+        self._apply = apply
+        self._queue: queue.Queue[_Batch | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="postwise-import", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            batch = self._queue.get()
+            try:
+                if batch is None:
+                    return
+                if self._error is None and not self._stopped:
+                    self._apply(batch)
+            except BaseException as exc:
+                self._error = exc
+            finally:
+                self._queue.task_done()
+
+    def put(self, batch: _Batch) -> None:
+        while True:
+            if self._error is not None:
+                raise self._error
+            try:
+                self._queue.put(batch, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def drain(self) -> None:
+        """Wait until every batch handed over so far is written."""
+        self._queue.join()
+        if self._error is not None:
+            raise self._error
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def abort(self) -> None:
+        """The reader failed: drop what is queued, let the batch in hand finish, stop."""
+        self._stopped = True
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+            self._queue.task_done()
+        self._queue.put(None)
+        self._thread.join()
+
+
+def _open(source: str | Path | BinaryIO, stack: ExitStack) -> BinaryIO:
+    if isinstance(source, str | Path):
+        try:
+            return stack.enter_context(Path(source).open("rb"))
+        except OSError as exc:
+            raise _unusable(
+                f"cannot read {source}: {exc.strerror or exc}", "unreadable_file"
+            ) from None
+    return source
+
+
+def _size(raw: BinaryIO) -> int:
+    try:
+        position = raw.tell()
+        end = raw.seek(0, io.SEEK_END)
+        raw.seek(position)
+        return end - position
+    except (OSError, ValueError):
+        return 0
+
+
+def _prepare(
+    session: Session, options: ImportOptions, header: Sequence[str]
+) -> tuple[Columns, _Validator, ListTarget | None]:
+    schema = AttributeSchema.load(session, Entity.CONTACT)
+    company_schema = AttributeSchema.load(session, Entity.COMPANY)
+    columns = resolve_columns(header, options.mapping, schema, company_schema)
+    target = None
+    if options.list_name is not None:
+        if not options.list_name.strip():
+            raise _unusable("the list name must not be empty", "invalid_list", "list")
+        found = lists.get_or_create_list(session, options.list_name)
+        target = ListTarget(found.id, found.name, found.double_opt_in, options.consent_text)
+    return columns, _Validator(columns, schema, company_schema), target
+
+
+def import_contacts(
+    engine: Engine,
+    workspace_id: int,
+    source: str | Path | BinaryIO,
+    options: ImportOptions | None = None,
+    *,
+    report_path: str | Path | None = None,
+    on_batch: BatchHook | None = None,
+) -> ImportResult:
+    """Import a CSV file into a workspace; returns counts (see the module docstring).
+
+    Raises ``ValidationFailed`` before writing anything when the file cannot be used:
+    unreadable, empty, no header, no email column, a bad mapping, an unsupported format.
+    """
+    options = options or ImportOptions()
+    batch_size = options.batch_size or get_settings().import_batch_size
+    started = time.perf_counter()
+    report_file = Path(report_path) if report_path is not None else None
+    with ExitStack() as stack:
+        raw = _open(source, stack)
+        total = _size(raw)
+        sample = raw.read(SAMPLE_BYTES)
+        raw.seek(0)
+        encoding, switchable = detect_encoding(sample, options.encoding)
+        sample_text = sample.removeprefix(UTF8_BOM).decode(encoding, "replace")
+        if "\r" in sample_text and "\n" not in sample_text:
+            raise _unusable(
+                "the file separates lines with CR only (old Mac format); save it with "
+                "Windows or Unix line endings",
+                "unsupported_line_endings",
+            )
+        if len(sample) == SAMPLE_BYTES:
+            sample_text = sample_text.rsplit("\n", 1)[0]
+        delimiter = sniff_delimiter(sample_text, options.delimiter)
+        lines = _Lines(raw, encoding, switchable)
+        reader = csv.reader(lines, delimiter=delimiter, quotechar='"', doublequote=True)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise _unusable(
+                "the file is empty: the first line must name the columns", "empty_file"
+            ) from None
+        except csv.Error as exc:
+            raise _unusable(f"the header line is not valid CSV: {exc}", "no_header") from None
+        if not any(cell.strip() for cell in header):
+            raise _unusable(
+                "the first line is empty: it must name the columns (for example "
+                "'email,first_name')",
+                "no_header",
+            )
+        planner, writer = stack.enter_context(open_batches(engine, workspace_id))
+        with writer.session.begin():
+            columns, validator, target = _prepare(writer.session, options, header)
+        report = _Report(report_file, columns, delimiter)
+        stack.callback(report.close)
+        result = ImportResult(
+            bytes_total=total,
+            delimiter=delimiter,
+            columns=columns.targets(),
+            ignored_columns=list(columns.ignored),
+            list_id=target.id if target else None,
+        )
+        ahead = planner.session is not writer.session  # plan on our thread, write on its
+
+        def plan(batch: _Batch) -> Prepared:
+            with planner.session.begin():
+                return planner.prepare(batch.rows, target, utcnow())
+
+        def apply(batch: _Batch) -> None:
+            with writer.session.begin():
+                now = utcnow()
+                prepared = batch.prepared or planner.prepare(batch.rows, target, now)
+                outcome = writer.write(prepared, target, now, final=batch.final)
+                rejects = batch.rejects
+                rejects += [(d.row.line, d.row.cells, d.errors) for d in outcome.rejected]
+                rejects.sort(key=lambda item: item[0])
+                for line, cells, errors in rejects:
+                    report.add(line, cells, errors)
+                result.rows += batch.records
+                result.created += outcome.created
+                result.updated += outcome.updated
+                result.unchanged += outcome.unchanged
+                result.rejected = report.count
+                result.bytes_read = batch.bytes_read
+                if on_batch is not None:
+                    on_batch(writer.session, result)
+
+        pipeline = _Pipeline(apply)
+
+        def send(batch: _Batch) -> None:
+            batch.bytes_read = lines.bytes_read
+            if ahead:
+                if any(row.values.get("external_id") for row in batch.rows):
+                    pipeline.drain()  # who owns an external id may change in the batch before
+                batch.prepared = plan(batch)
+            pipeline.put(batch)
+
+        try:
+            batch = _Batch()
+            for line, cells, problems in _records(reader, lines):
+                batch.records += 1
+                checked = problems or validator.check(line, cells or [])
+                if isinstance(checked, Row):
+                    batch.rows.append(checked)
+                else:
+                    batch.rejects.append((line, cells, checked))
+                if batch.records >= batch_size:
+                    send(batch)
+                    batch = _Batch()
+            batch.final = True
+            send(batch)
+        except BaseException:
+            pipeline.abort()
+            raise
+        pipeline.close()
+    result.encoding = encoding
+    if lines.switched_at is not None:
+        result.encoding = "latin-1"
+        result.notes.append(
+            f"line {lines.switched_at} was not UTF-8 and every line before it was plain "
+            "ASCII: read the file as Latin-1 from there on"
+        )
+    result.report_path = str(report_file) if report_file is not None and report.count else None
+    result.seconds = time.perf_counter() - started
+    return result
