@@ -368,3 +368,50 @@ class ImportRun(WorkspaceOwned, Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class OutboxMessage(WorkspaceOwned, Base):
+    """One message to one recipient on its way out (``delivery/outbox.py``, docs/delivery.md).
+
+    Workers claim rows directly (``FOR UPDATE SKIP LOCKED``, a lease and the fence
+    ``(id, locked_by, attempts)``), so the row is both the work item and its record.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "idempotency_key"),
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+        Index("ix_outbox_lease", "status", "lease_expires_at"),
+        Index("ix_outbox_ws_contact", "workspace_id", "contact_id"),
+        Index("ix_outbox_ws_status", "workspace_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    contact_id: Mapped[int | None] = mapped_column(
+        BigID, ForeignKey("contacts.id", ondelete="SET NULL"), default=None
+    )
+    email: Mapped[str] = mapped_column(String(320))
+    kind: Mapped[str] = mapped_column(String(16))  # transactional | marketing
+    template_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    template_version: Mapped[int | None] = mapped_column(Integer, default=None)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    list_id: Mapped[int | None] = mapped_column(
+        BigID, ForeignKey("lists.id", ondelete="SET NULL"), default=None
+    )
+    campaign_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    workflow_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), default=None)
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    mail_from: Mapped[str | None] = mapped_column(String(320), default=None)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    locked_by: Mapped[str | None] = mapped_column(String(128), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_reply: Mapped[str | None] = mapped_column(Text, default=None)
+    reason: Mapped[str | None] = mapped_column(String(64), default=None)
+    message_id: Mapped[str | None] = mapped_column(String(998), default=None)
+    transport: Mapped[str | None] = mapped_column(String(32), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    first_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)
