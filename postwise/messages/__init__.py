@@ -1,0 +1,1 @@
+"""Messages: templates, rendering, MIME, headers and DKIM. See docs/messages.md."""

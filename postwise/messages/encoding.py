@@ -1,0 +1,125 @@
+"""Header and body encodings, written for speed and for hostile input.
+
+Every header value passes through ``clean`` first: CR, LF and other control characters
+become spaces, so no contact field or subject can start a header of its own. Non-ASCII
+text becomes RFC 2047 base64 encoded-words; address domains become punycode (IDNA);
+bodies are quoted-printable with CRLF and lines of at most 76 characters.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+import idna
+
+from postwise.core.errors import ValidationFailed
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
+_ATEXT_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]*")
+_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]{1,64}")
+_MAX_LINE = 78
+
+
+def clean(value: str) -> str:
+    """One line of text: controls (CR, LF, NUL, ...) to single spaces, outer space trimmed."""
+    return " ".join(_CONTROL.sub(" ", value).split())
+
+
+def _encoded_words(text: str) -> list[str]:
+    """UTF-8 base64 encoded-words of at most 75 characters, never splitting a character."""
+    words: list[str] = []
+    chunk = ""
+    for char in text:
+        candidate = chunk + char
+        if len(candidate.encode("utf-8")) > 45:
+            words.append(chunk)
+            chunk = char
+        else:
+            chunk = candidate
+    if chunk:
+        words.append(chunk)
+    return [f"=?utf-8?b?{base64.b64encode(w.encode('utf-8')).decode('ascii')}?=" for w in words]
+
+
+def fold(name: str, value: str) -> str:
+    """Fold an ASCII value at spaces so lines stay near 78 characters."""
+    if len(name) + 2 + len(value) <= _MAX_LINE:
+        return value
+    lines: list[str] = []
+    current = ""
+    width = len(name) + 2
+    for word in value.split(" "):
+        if current and width + len(current) + 1 + len(word) > _MAX_LINE:
+            lines.append(current)
+            current = word
+            width = 1
+        else:
+            current = f"{current} {word}" if current else word
+    lines.append(current)
+    return "\r\n ".join(lines)
+
+
+def text_value(name: str, value: str) -> str:
+    """An unstructured header value (Subject): plain ASCII or encoded-words, folded."""
+    value = clean(value)
+    if value.isascii() and "=?" not in value:
+        return fold(name, value)
+    return "\r\n ".join(_encoded_words(value))
+
+
+def phrase(value: str) -> str:
+    """A display name: bare atoms, a quoted string, or encoded-words."""
+    value = clean(value)
+    if not value:
+        return ""
+    if not value.isascii() or "=?" in value:
+        return " ".join(_encoded_words(value))
+    if _ATEXT_PHRASE.fullmatch(value):
+        return value
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def address(value: str, *, field: str = "email") -> str:
+    """``local@domain`` with the domain in punycode; refuses what SMTP cannot carry."""
+    value = clean(value)
+    local, at, domain = value.rpartition("@")
+    if not at or not local or not domain:
+        raise ValidationFailed(
+            f"{value!r} is not an email address.", code="invalid_email", field=field
+        )
+    if not _LOCAL.fullmatch(local) or local.startswith(".") or local.endswith(".") or ".." in local:
+        raise ValidationFailed(
+            f"The address {value!r} has a local part SMTP cannot carry without SMTPUTF8.",
+            code="invalid_email",
+            field=field,
+        )
+    try:
+        ascii_domain = idna.encode(domain.rstrip("."), uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
+        raise ValidationFailed(
+            f"The domain of {value!r} is not a valid domain name.",
+            code="invalid_email",
+            field=field,
+        ) from None
+    if "." not in ascii_domain:
+        raise ValidationFailed(f"{value!r} has no full domain.", code="invalid_email", field=field)
+    return f"{local}@{ascii_domain.lower()}"
+
+
+def mailbox(name: str, email: str, *, field: str = "email") -> str:
+    """``Display Name <local@domain>`` or just ``<local@domain>``."""
+    shown = phrase(name)
+    addr = address(email, field=field)
+    return f"{shown} <{addr}>" if shown else f"<{addr}>"
+
+
+def quoted_printable(text: str) -> bytes:
+    """UTF-8 quoted-printable, CRLF line ends, lines <= 76, trailing spaces encoded."""
+    normalized = text.replace("\r\n", "\n").replace("\r", "\n")
+    encoded = binascii.b2a_qp(normalized.encode("utf-8"), quotetabs=False, istext=True)
+    # b2a_qp leaves a lone "." line and "From " alone; both are fine for SMTP (the
+    # transport dot-stuffs), so only line ends need converting.
+    return encoded.replace(b"\n", b"\r\n")

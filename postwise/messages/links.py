@@ -1,0 +1,84 @@
+"""Stage 4: UTM parameters, click-tracking links and the open pixel.
+
+Only ``http(s)`` links are touched: never ``mailto:``/``tel:``, never the unsubscribe
+or preferences links, and nothing at all (but UTM) when the contact has not consented to
+tracking. The same URL in the HTML and text parts gets one link index.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from html import escape, unescape
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from postwise.messages.pipeline import Draft
+from postwise.tracking.tokens import TokenKind
+
+_HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
+_TEXT_URL = re.compile(r"""https?://[^\s<>"'\])]+""", re.IGNORECASE)
+_BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
+
+
+def add_utm(url: str, utm: Mapping[str, str]) -> str:
+    """Add the parameters the URL does not have yet; existing ones win."""
+    parts = urlsplit(url)
+    present = {key for key, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    extra = [(k, v) for k, v in utm.items() if k not in present]
+    if not extra:
+        return url
+    query = f"{parts.query}&{urlencode(extra)}" if parts.query else urlencode(extra)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+def rewrite_links(draft: Draft) -> Draft:
+    delivery = draft.delivery
+    own = draft.sender.base_url.rstrip("/") + "/u/"
+    track = draft.recipient.tracking_consent and draft.rewriter is not None
+    utm = dict(delivery.utm or {})
+    if utm and delivery.campaign and "utm_campaign" not in utm:
+        utm["utm_campaign"] = delivery.campaign
+    index: dict[str, int] = {}
+    links = draft.links
+
+    def target(url: str) -> str | None:
+        if not url.lower().startswith(("http://", "https://")) or url.startswith(own):
+            return None
+        final = add_utm(url, utm) if utm else url
+        if not track:
+            return final if final != url else None
+        at = index.get(final)
+        if at is None:
+            at = index[final] = len(links)
+            links.append(final)
+        assert draft.rewriter is not None
+        return draft.rewriter(delivery.message_id, at, final)
+
+    def in_html(match: re.Match[str]) -> str:
+        new = target(unescape(match.group(3)).strip())
+        if new is None:
+            return match.group(0)
+        return f"{match.group(1)}{match.group(2)}{escape(new, quote=True)}{match.group(2)}"
+
+    def in_text(match: re.Match[str]) -> str:
+        url = match.group(0).rstrip(".,;:!?")
+        new = target(url)
+        return match.group(0) if new is None else new + match.group(0)[len(url) :]
+
+    if draft.html and (track or utm):
+        draft.html = _HREF.sub(in_html, draft.html)
+    if draft.text and (track or utm):
+        draft.text = _TEXT_URL.sub(in_text, draft.text)
+    if track and draft.html:
+        token = draft.tokens.sign(TokenKind.OPEN, delivery.message_id)
+        pixel = (
+            f'<img src="{escape(draft.sender.base_url.rstrip("/"))}/o/{token}" width="1" '
+            'height="1" alt="" style="display:block;border:0;width:1px;height:1px">'
+        )
+        found = list(_BODY_END.finditer(draft.html))
+        if found:
+            at = found[-1].start()
+            draft.html = draft.html[:at] + pixel + draft.html[at:]
+        else:
+            draft.html += pixel
+    return draft
