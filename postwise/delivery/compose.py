@@ -1,0 +1,127 @@
+"""Turning an outbox row into bytes: prebuilt rows as they are, the rest through
+``postwise.messages`` (template, personalization, MIME, DKIM).
+
+Templates come from a ``TemplateLookup``; until templates are stored, a row may carry
+its template inline under ``data["$template"]`` (``POST /api/messages`` with subject,
+html and text). Whatever fails here is permanent for that row (``failed``), never a
+retry loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from postwise.core.errors import ValidationFailed
+from postwise.delivery.outbox import Claimed
+from postwise.storage.tables import Company, Contact
+
+INLINE_TEMPLATE = "$template"
+
+
+@dataclass(frozen=True)
+class Built:
+    mail_from: str
+    rcpt: str
+    data: bytes
+    message_id: str | None
+
+
+class BuildError(Exception):
+    """The row cannot become a message (bad template, no template, bad address)."""
+
+
+Composer = Callable[[Session, Claimed], Built]
+TemplateLookup = Callable[[Session, str], Any]  # -> postwise.messages CompiledTemplate
+
+
+def no_templates(_session: Session, template_id: str) -> Any:
+    raise BuildError(
+        f"template {template_id!r} cannot be loaded: no template store is configured; "
+        "send with an inline template (subject, html, text) instead"
+    )
+
+
+def prebuilt(_session: Session, row: Claimed) -> Built:
+    if row.raw is None or not row.mail_from:
+        raise BuildError("the row has no prebuilt message")
+    return Built(row.mail_from, row.email, row.raw, row.message_id)
+
+
+class TemplateComposer:
+    """Prebuilt rows as they are; other rows through one shared ``MessageBuilder``."""
+
+    def __init__(
+        self,
+        sender: Any,
+        builder: Any,
+        templates: TemplateLookup = no_templates,
+    ) -> None:
+        self.sender = sender  # postwise.messages.pipeline.Sender
+        self.builder = builder  # postwise.messages.pipeline.MessageBuilder
+        self.templates = templates
+        self._inline: dict[str, Any] = {}
+
+    def _template(self, session: Session, row: Claimed) -> Any:
+        from postwise.messages.templates import TemplateSource, compile_template
+
+        inline = row.data.get(INLINE_TEMPLATE)
+        if isinstance(inline, dict):
+            key = repr(sorted(inline.items()))
+            if key not in self._inline:
+                source = TemplateSource(
+                    subject=str(inline.get("subject", "")),
+                    html=str(inline.get("html", "")),
+                    text=str(inline.get("text", "")),
+                    preheader=str(inline.get("preheader", "")),
+                )
+                self._inline[key] = compile_template(source)
+            return self._inline[key]
+        if not row.template_id:
+            raise BuildError("the row names no template")
+        return self.templates(session, row.template_id)
+
+    def __call__(self, session: Session, row: Claimed) -> Built:
+        if row.raw is not None:
+            return prebuilt(session, row)
+        from postwise.messages.pipeline import Delivery, Recipient
+
+        try:
+            template = self._template(session, row)
+            contact = session.get(Contact, row.contact_id) if row.contact_id else None
+            company = None
+            if contact is not None and contact.company_id is not None:
+                company = session.scalar(select(Company).where(Company.id == contact.company_id))
+            fields: dict[str, Any] = {}
+            name = ""
+            if contact is not None:
+                fields = {
+                    c: getattr(contact, c)
+                    for c in ("email", "first_name", "last_name", "job_title", "country")
+                }
+                fields.update(contact.attributes or {})
+                name = " ".join(p for p in (contact.first_name, contact.last_name) if p)
+            recipient = Recipient(
+                email=row.email,
+                contact_id=row.contact_id,
+                name=name,
+                fields=fields,
+                company={"name": company.name, "domain": company.domain} if company else None,
+            )
+            data = {k: v for k, v in row.data.items() if k != INLINE_TEMPLATE}
+            delivery = Delivery(
+                message_id=row.id,
+                workspace_id=row.workspace_id,
+                kind="marketing" if row.kind == "marketing" else "transactional",
+                list_id=row.list_id,
+                data=data,
+                extra_headers=(("X-Postwise-Workspace", str(row.workspace_id)),),
+            )
+            built = self.builder.build(template, recipient, self.sender, delivery)
+        except ValidationFailed as exc:
+            raise BuildError(str(exc)) from exc
+        return Built(built.mail_from, built.rcpt, built.data, built.message_id)

@@ -1,0 +1,336 @@
+"""The delivery loop: claim outbox rows, screen them, build, pace, hand over, record.
+
+Per row, in this order:
+
+1. **claim** a batch under a lease (``outbox.claim``);
+2. **screen** the batch: ``suppressed_among`` (suppression list, erased addresses,
+   domains), the contact's status (bounced/complained stop everything, unsubscribed
+   stops marketing) and, for marketing to a list, the membership; blocked rows become
+   ``suppressed`` and are never handed over;
+3. **build** the bytes (``compose.py``); a build error makes the row ``failed``;
+4. **pace** (``throttle.Pacer``: per-destination connections and rate, global rate);
+5. **fence check** ``outbox.still_ours`` right before the hand-over: the lease still
+   holds and no unsubscribe or bounce suppressed the row since the screen;
+6. **deliver** through the transport;
+7. **record** at once, one commit per message: the duplicate window (the server said
+   250, the commit saying so has not happened) is one short UPDATE plus an INSERT.
+
+Deferred rows come back after ``throttle.retry_delay``; a row first tried longer ago
+than ``give_up_after`` bounces as ``expired``. See docs/delivery.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import structlog
+from sqlalchemy import select, tuple_
+
+from postwise.core import clock
+from postwise.delivery import outbox, throttle
+from postwise.delivery.compose import BuildError, Built, Composer, prebuilt
+from postwise.delivery.outbox import Claimed
+from postwise.delivery.transports.base import (
+    DeliveryResult,
+    Envelope,
+    MailTransport,
+    Outcome,
+    Phase,
+    RecipientResult,
+)
+from postwise.privacy.hashing import AddressHasher
+from postwise.privacy.suppression import suppressed_among
+from postwise.storage.database import Database
+from postwise.storage.tables import Contact, ListMembership
+
+log = structlog.get_logger(__name__)
+
+BLOCK_ALL = frozenset({"bounced", "complained"})
+
+
+@dataclass(frozen=True)
+class Policy:
+    batch_size: int = 100
+    concurrency: int = 16
+    lease_seconds: float = 300.0
+    give_up_after: float = 5 * 24 * 3600.0
+    retry_base: float = 60.0
+    retry_cap: float = 4 * 3600.0
+
+
+@dataclass
+class Totals:
+    sent: int = 0
+    deferred: int = 0
+    bounced: int = 0
+    failed: int = 0
+    suppressed: int = 0
+    lost_lease: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+
+
+def screen(db: Database, rows: Sequence[Claimed], hasher: AddressHasher) -> dict[int, str]:
+    """Rows that must not be sent, with the reason; marks them ``suppressed``."""
+    blocked: dict[int, str] = {}
+    by_ws: dict[int, list[Claimed]] = defaultdict(list)
+    for row in rows:
+        by_ws[row.workspace_id].append(row)
+    for workspace_id, group in by_ws.items():
+        with db.tenant(workspace_id) as session:
+            hits = suppressed_among(session, [r.email for r in group], hasher=hasher)
+            contact_ids = {r.contact_id for r in group if r.contact_id is not None}
+            statuses: dict[int, str] = dict(
+                session.execute(
+                    select(Contact.id, Contact.status).where(Contact.id.in_(contact_ids))
+                )
+            )
+            pairs = {
+                (r.list_id, r.contact_id)
+                for r in group
+                if r.kind == "marketing" and r.list_id is not None and r.contact_id is not None
+            }
+            memberships = (
+                {
+                    (lid, cid): status
+                    for lid, cid, status in session.execute(
+                        select(
+                            ListMembership.list_id,
+                            ListMembership.contact_id,
+                            ListMembership.status,
+                        ).where(
+                            tuple_(ListMembership.list_id, ListMembership.contact_id).in_(pairs)
+                        )
+                    )
+                }
+                if pairs
+                else {}
+            )
+            for row in group:
+                reason = hits.get(row.email)
+                status = statuses.get(row.contact_id) if row.contact_id is not None else None
+                if reason is None and status in BLOCK_ALL:
+                    reason = f"contact_{status}"
+                if reason is None and row.kind == "marketing":
+                    if status == "unsubscribed":
+                        reason = "contact_unsubscribed"
+                    elif row.list_id is not None and row.contact_id is not None:
+                        member = memberships.get((row.list_id, row.contact_id))
+                        if member != "subscribed":
+                            reason = f"list_{member or 'not_member'}"
+                if reason is not None:
+                    blocked[row.id] = reason
+                    outbox.mark_suppressed(session, row, reason)
+    return blocked
+
+
+class Deliverer:
+    def __init__(
+        self,
+        db: Database,
+        transport: MailTransport,
+        *,
+        hasher: AddressHasher,
+        worker_id: str,
+        composer: Composer = prebuilt,
+        policy: Policy | None = None,
+        pacer: throttle.Pacer | None = None,
+        final_hop: bool = False,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.db = db
+        self.transport = transport
+        self.hasher = hasher
+        self.worker_id = worker_id
+        self.composer = composer
+        self.policy = policy or Policy()
+        self.pacer = pacer or throttle.Pacer(clock=time.monotonic)
+        self.final_hop = final_hop  # direct-to-MX: a 250 is the recipient's own server
+        self.rng = rng or random.Random()
+        self.totals = Totals()
+        self._held: dict[int, Claimed] = {}
+
+    # --- one row ----------------------------------------------------------------------
+
+    def _build(self, row: Claimed) -> Built | None:
+        if row.raw is not None:
+            return Built(row.mail_from or "", row.email, row.raw, row.message_id)
+        with self.db.tenant(row.workspace_id) as session:
+            try:
+                return self.composer(session, row)
+            except BuildError as exc:
+                outbox.mark_failed(session, row, str(exc))
+                self.totals.failed += 1
+                log.warning("delivery.build_failed", outbox_id=row.id, error=str(exc))
+                return None
+
+    def _still_ours(self, row: Claimed) -> bool:
+        with self.db.tenant(row.workspace_id) as session:
+            return outbox.still_ours(session, row)
+
+    def _record(self, row: Claimed, built: Built, result: DeliveryResult) -> None:
+        answer = result.recipients.get(built.rcpt) or next(iter(result.recipients.values()))
+        reply = answer.full_reply
+        with self.db.tenant(row.workspace_id) as session:
+            if answer.outcome is Outcome.ACCEPTED:
+                ok = outbox.mark_sent(
+                    session,
+                    row,
+                    message_id=built.message_id,
+                    transport=result.transport,
+                    reply=reply,
+                    final_hop=self.final_hop,
+                )
+                self.totals.sent += ok
+            elif answer.outcome is Outcome.REJECTED:
+                ok = outbox.mark_bounced(
+                    session,
+                    row,
+                    code=answer.code,
+                    enhanced_code=answer.enhanced_code,
+                    reply=reply,
+                    phase=answer.phase.value,
+                    transport=result.transport,
+                    message_id=built.message_id,
+                )
+                self.totals.bounced += ok
+            else:
+                age = (clock.utcnow() - row.first_attempt_at).total_seconds()
+                if throttle.expired(age, self.policy.give_up_after):
+                    ok = outbox.mark_bounced(
+                        session,
+                        row,
+                        code=answer.code,
+                        enhanced_code=answer.enhanced_code,
+                        reply=reply,
+                        phase=answer.phase.value,
+                        transport=result.transport,
+                        reason="expired",
+                        message_id=built.message_id,
+                    )
+                    self.totals.bounced += ok
+                else:
+                    delay = throttle.retry_delay(
+                        row.attempt,
+                        base=self.policy.retry_base,
+                        cap=self.policy.retry_cap,
+                        rng=self.rng,
+                    )
+                    ok = outbox.mark_deferred(
+                        session,
+                        row,
+                        next_attempt_at=clock.utcnow() + timedelta(seconds=delay),
+                        reply=reply,
+                        transport=result.transport,
+                        message_id=built.message_id,
+                    )
+                    self.totals.deferred += ok
+            if not ok:
+                self.totals.lost_lease += 1
+                log.warning("delivery.lease_lost", outbox_id=row.id, reply=reply)
+
+    async def _one(self, row: Claimed, slots: asyncio.Semaphore) -> None:
+        async with slots:
+            try:
+                built = await asyncio.to_thread(self._build, row)
+                if built is None:
+                    return
+                dest = row.domain
+                while (wait := self.pacer.wait_time(dest)) > 0:
+                    await asyncio.sleep(wait)
+                self.pacer.start(dest)
+                try:
+                    if not await asyncio.to_thread(self._still_ours, row):
+                        self.pacer.finish(dest, 250)
+                        self.totals.lost_lease += 1
+                        return
+                    envelope = Envelope(
+                        built.mail_from,
+                        (built.rcpt,),
+                        built.data,
+                        built.message_id,
+                        row.workspace_id,
+                        row.id,
+                    )
+                    try:
+                        result = await self.transport.deliver(envelope)
+                    except Exception as exc:  # a transport bug must not lose the row
+                        log.exception("delivery.transport_error", outbox_id=row.id)
+                        failure = RecipientResult(
+                            Outcome.DEFERRED, None, f"transport error: {exc!r}", Phase.LOCAL
+                        )
+                        result = DeliveryResult(self.transport.name, {built.rcpt: failure})
+                    answer = next(iter(result.recipients.values()))
+                    self.pacer.finish(dest, answer.code, dropped=answer.code is None)
+                except BaseException:
+                    self.pacer.finish(dest, None)
+                    raise
+                await asyncio.to_thread(self._record, row, built, result)
+            finally:
+                self._held.pop(row.id, None)
+
+    # --- the loop ---------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.policy.lease_seconds / 3)
+            held = list(self._held.values())
+            if held:
+
+                def extend(rows: list[Claimed] = held) -> None:
+                    with self.db.system() as session:
+                        outbox.extend_leases(
+                            session, self.worker_id, rows, self.policy.lease_seconds
+                        )
+
+                await asyncio.to_thread(extend)
+
+    async def run_batch(self) -> int:
+        """Claim and settle one batch; returns how many rows were claimed."""
+        rows = await asyncio.to_thread(
+            outbox.claim, self.db, self.worker_id, self.policy.batch_size, self.policy.lease_seconds
+        )
+        if not rows:
+            return 0
+        self._held.update({r.id: r for r in rows})
+        blocked = await asyncio.to_thread(screen, self.db, rows, self.hasher)
+        for row_id in blocked:
+            self._held.pop(row_id, None)
+        self.totals.suppressed += len(blocked)
+        slots = asyncio.Semaphore(self.policy.concurrency)
+        await asyncio.gather(*(self._one(r, slots) for r in rows if r.id not in blocked))
+        return len(rows)
+
+    async def run(
+        self,
+        *,
+        until_idle: bool = True,
+        max_seconds: float | None = None,
+        stop: asyncio.Event | None = None,
+        poll_seconds: float = 1.0,
+    ) -> Totals:
+        """Deliver batch after batch; stop when idle, at ``max_seconds``, or on ``stop``."""
+        started = time.monotonic()
+        beat = asyncio.create_task(self._heartbeat())
+        try:
+            while stop is None or not stop.is_set():
+                if max_seconds is not None and time.monotonic() - started >= max_seconds:
+                    break
+                if await self.run_batch() == 0:
+                    if until_idle:
+                        break
+                    if stop is not None:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(stop.wait(), poll_seconds)
+                    else:
+                        await asyncio.sleep(poll_seconds)
+        finally:
+            beat.cancel()
+            await self.transport.close()
+        return self.totals

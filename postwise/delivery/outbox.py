@@ -1,0 +1,435 @@
+"""The outbox: one row per message and recipient, from queued to a final state.
+
+States: ``queued`` → ``sending`` (leased to one worker) → ``sent`` | ``deferred`` (back
+in line at ``next_attempt_at``) | ``bounced`` (5xx, or ``expired`` after retrying too
+long) | ``failed`` (the message could not be built) | ``suppressed`` (never handed to a
+transport) | ``cancelled``.
+
+Workers claim rows directly, with the technique of ``postwise/jobs/queue.py``: one short
+transaction selects due rows ``FOR UPDATE SKIP LOCKED`` (PostgreSQL; SQLite takes the
+write lock), marks them ``sending`` with a lease and ``attempts + 1``, and commits. Every
+later change is fenced by ``(id, locked_by, attempts, status='sending')``: a worker that
+lost its lease changes nothing, and ``still_ours`` is asked right before each hand-over
+to a transport, so a row is handed over by one worker at a time. A killed worker's rows
+come back when their lease expires. See docs/delivery.md for why rows are not jobs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from postwise.core import clock
+from postwise.core.errors import NotFound, ValidationFailed
+from postwise.storage.database import Database
+from postwise.storage.tables import Event, OutboxMessage
+from postwise.storage.tenancy import workspace_of
+
+REPLY_MAX_CHARS = 4000
+
+
+class Status(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DEFERRED = "deferred"
+    BOUNCED = "bounced"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"
+    CANCELLED = "cancelled"
+
+
+KINDS = ("transactional", "marketing")
+PENDING = (Status.QUEUED.value, Status.DEFERRED.value, Status.SENDING.value)
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    email: str
+    kind: str = "transactional"
+    contact_id: int | None = None
+    template_id: str | None = None
+    template_version: int | None = None
+    data: dict[str, Any] | None = None
+    list_id: int | None = None
+    campaign_key: str | None = None
+    workflow_key: str | None = None
+    idempotency_key: str | None = None
+    raw: bytes | None = None  # prebuilt bytes (tests, benchmarks, resends)
+    mail_from: str | None = None
+    message_id: str | None = None
+
+
+def _values(message: NewMessage, workspace_id: int, now: datetime) -> dict[str, Any]:
+    if message.kind not in KINDS:
+        raise ValidationFailed(
+            f"kind must be one of {', '.join(KINDS)}", code="invalid_kind", field="kind"
+        )
+    if message.raw is not None and not message.mail_from:
+        raise ValidationFailed("a prebuilt message needs mail_from", field="mail_from")
+    return {
+        "workspace_id": workspace_id,
+        "contact_id": message.contact_id,
+        "email": message.email,
+        "kind": message.kind,
+        "template_id": message.template_id,
+        "template_version": message.template_version,
+        "data": message.data or {},
+        "list_id": message.list_id,
+        "campaign_key": message.campaign_key,
+        "workflow_key": message.workflow_key,
+        "idempotency_key": message.idempotency_key,
+        "raw": message.raw,
+        "mail_from": message.mail_from,
+        "message_id": message.message_id,
+        "status": Status.QUEUED.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+
+
+def enqueue(session: Session, messages: Sequence[NewMessage]) -> list[int]:
+    """Queue messages in the caller's (tenant) transaction; returns their ids in order.
+
+    A message whose ``idempotency_key`` is already in this workspace's outbox is not
+    added again: its existing row's id comes back instead.
+    """
+    workspace_id = workspace_of(session)
+    now = clock.utcnow()
+    rows = [_values(m, workspace_id, now) for m in messages]
+    if not rows:
+        return []
+    dialect = session.get_bind().dialect.name
+    insert_fn: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    ids: list[int] = []
+    for row in rows:
+        stmt = insert_fn(OutboxMessage).values(row)
+        if row["idempotency_key"] is not None:
+            stmt = stmt.on_conflict_do_nothing(index_elements=["workspace_id", "idempotency_key"])
+        new_id = session.execute(stmt.returning(OutboxMessage.id)).scalar_one_or_none()
+        if new_id is None:
+            new_id = session.scalar(
+                select(OutboxMessage.id).where(
+                    OutboxMessage.workspace_id == workspace_id,
+                    OutboxMessage.idempotency_key == row["idempotency_key"],
+                )
+            )
+        ids.append(int(cast(int, new_id)))
+    return ids
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A row this worker holds: ``(id, worker_id, attempt)`` is the fence."""
+
+    id: int
+    workspace_id: int
+    contact_id: int | None
+    email: str
+    kind: str
+    list_id: int | None
+    template_id: str | None
+    data: dict[str, Any]
+    raw: bytes | None
+    mail_from: str | None
+    message_id: str | None
+    attempt: int
+    first_attempt_at: datetime
+    worker_id: str
+
+    @property
+    def domain(self) -> str:
+        return self.email.rsplit("@", 1)[-1].lower()
+
+
+def claim(
+    db: Database,
+    worker_id: str,
+    limit: int,
+    lease_seconds: float,
+    *,
+    now: datetime | None = None,
+) -> list[Claimed]:
+    """Lease up to ``limit`` due rows (queued or deferred and due, or sending with an
+    expired lease) to ``worker_id`` in one short transaction."""
+    now = now or clock.utcnow()
+    due = or_(
+        and_(OutboxMessage.status == Status.QUEUED.value, OutboxMessage.next_attempt_at <= now),
+        and_(OutboxMessage.status == Status.DEFERRED.value, OutboxMessage.next_attempt_at <= now),
+        and_(OutboxMessage.status == Status.SENDING.value, OutboxMessage.lease_expires_at < now),
+    )
+    stmt = (
+        select(OutboxMessage)
+        .where(due)
+        .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+        .limit(limit)
+    )
+    if db.dialect == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    with db.system() as session:
+        rows = session.scalars(stmt).all()
+        if not rows:
+            return []
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_([r.id for r in rows]))
+            .values(
+                status=Status.SENDING.value,
+                locked_by=worker_id,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                attempts=OutboxMessage.attempts + 1,
+                first_attempt_at=func.coalesce(OutboxMessage.first_attempt_at, now),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return [
+            Claimed(
+                id=r.id,
+                workspace_id=r.workspace_id,
+                contact_id=r.contact_id,
+                email=r.email,
+                kind=r.kind,
+                list_id=r.list_id,
+                template_id=r.template_id,
+                data=dict(r.data or {}),
+                raw=bytes(r.raw) if r.raw is not None else None,
+                mail_from=r.mail_from,
+                message_id=r.message_id,
+                attempt=r.attempts + 1,
+                first_attempt_at=clock.as_utc(r.first_attempt_at or now),
+                worker_id=worker_id,
+            )
+            for r in rows
+        ]
+
+
+def _fenced(row: Claimed) -> Any:
+    return and_(
+        OutboxMessage.id == row.id,
+        OutboxMessage.locked_by == row.worker_id,
+        OutboxMessage.attempts == row.attempt,
+        OutboxMessage.status == Status.SENDING.value,
+    )
+
+
+def still_ours(session: Session, row: Claimed) -> bool:
+    """Asked right before a hand-over: the lease holds and nobody suppressed the row."""
+    return session.scalar(select(OutboxMessage.id).where(_fenced(row))) is not None
+
+
+def extend_leases(
+    session: Session, worker_id: str, rows: Iterable[Claimed], lease_seconds: float
+) -> int:
+    ids = [(r.id) for r in rows]
+    if not ids:
+        return 0
+    result = session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.id.in_(ids),
+            OutboxMessage.locked_by == worker_id,
+            OutboxMessage.status == Status.SENDING.value,
+        )
+        .values(lease_expires_at=clock.utcnow() + timedelta(seconds=lease_seconds))
+        .execution_options(synchronize_session=False)
+    )
+    return cast(CursorResult[Any], result).rowcount
+
+
+def _settle(session: Session, row: Claimed, values: dict[str, Any]) -> bool:
+    values = {"locked_by": None, "lease_expires_at": None, **values}
+    if values.get("last_reply") is not None:
+        values["last_reply"] = str(values["last_reply"])[:REPLY_MAX_CHARS]
+    result = session.execute(
+        update(OutboxMessage)
+        .where(_fenced(row))
+        .values(values)
+        .execution_options(synchronize_session=False)
+    )
+    return cast(CursorResult[Any], result).rowcount == 1
+
+
+def _event(session: Session, row: Claimed, name: str, key: str, properties: dict[str, Any]) -> None:
+    """An ``email`` event for timelines and segments; ``message_id`` makes a redo a no-op."""
+    event_id = f"outbox:{row.id}:{key}"
+    exists = session.scalar(
+        select(Event.id).where(Event.workspace_id == row.workspace_id, Event.message_id == event_id)
+    )
+    if exists is None:
+        now = clock.utcnow()
+        session.add(
+            Event(
+                workspace_id=row.workspace_id,
+                contact_id=row.contact_id,
+                type="email",
+                name=name,
+                properties={"outbox_id": row.id, "email": row.email, **properties},
+                message_id=event_id,
+                occurred_at=now,
+                received_at=now,
+            )
+        )
+
+
+def mark_sent(
+    session: Session,
+    row: Claimed,
+    *,
+    message_id: str | None,
+    transport: str,
+    reply: str,
+    final_hop: bool,
+) -> bool:
+    now = clock.utcnow()
+    if not _settle(
+        session,
+        row,
+        {
+            "status": Status.SENT.value,
+            "sent_at": now,
+            "last_reply": reply,
+            "message_id": message_id,
+            "transport": transport,
+            "reason": None,
+        },
+    ):
+        return False
+    props = {"message_id": message_id, "transport": transport, "reply": reply}
+    _event(session, row, "Email Sent", "sent", props)
+    if final_hop:
+        _event(session, row, "Email Delivered", "delivered", props)
+    return True
+
+
+def mark_deferred(
+    session: Session,
+    row: Claimed,
+    *,
+    next_attempt_at: datetime,
+    reply: str,
+    transport: str,
+    message_id: str | None = None,
+) -> bool:
+    return _settle(
+        session,
+        row,
+        {
+            "status": Status.DEFERRED.value,
+            "next_attempt_at": next_attempt_at,
+            "last_reply": reply,
+            "transport": transport,
+            "reason": "deferred",
+            "message_id": message_id,
+        },
+    )
+
+
+def mark_bounced(
+    session: Session,
+    row: Claimed,
+    *,
+    code: int | None,
+    enhanced_code: str | None,
+    reply: str,
+    phase: str,
+    transport: str,
+    reason: str = "rejected",
+    message_id: str | None = None,
+) -> bool:
+    """A 5xx at send time, or ``reason='expired'``; the bounce intake reads the event."""
+    if not _settle(
+        session,
+        row,
+        {
+            "status": Status.BOUNCED.value,
+            "last_reply": reply,
+            "transport": transport,
+            "reason": reason,
+            "message_id": message_id,
+        },
+    ):
+        return False
+    _event(
+        session,
+        row,
+        "Email Bounced",
+        "bounced",
+        {
+            "reply": reply,
+            "code": code,
+            "enhanced_code": enhanced_code,
+            "phase": phase,
+            "reason": reason,
+            "transport": transport,
+            "message_id": message_id,
+        },
+    )
+    return True
+
+
+def mark_failed(session: Session, row: Claimed, error: str) -> bool:
+    return _settle(
+        session, row, {"status": Status.FAILED.value, "last_reply": error, "reason": "build"}
+    )
+
+
+def mark_suppressed(session: Session, row: Claimed, reason: str) -> bool:
+    return _settle(session, row, {"status": Status.SUPPRESSED.value, "reason": reason[:64]})
+
+
+def suppress_pending_for_contact(session: Session, contact_id: int, *, marketing_only: bool) -> int:
+    """Unsubscribe, bounce or complaint: rows not yet sent never go (leased ones included,
+    which makes their worker's ``still_ours`` check fail before the hand-over)."""
+    stmt = update(OutboxMessage).where(
+        OutboxMessage.workspace_id == workspace_of(session),
+        OutboxMessage.contact_id == contact_id,
+        OutboxMessage.status.in_(PENDING),
+    )
+    if marketing_only:
+        stmt = stmt.where(OutboxMessage.kind == "marketing")
+    result = session.execute(
+        stmt.values(
+            status=Status.SUPPRESSED.value,
+            reason="unsubscribed",
+            locked_by=None,
+            lease_expires_at=None,
+        ).execution_options(synchronize_session=False)
+    )
+    return cast(CursorResult[Any], result).rowcount
+
+
+def get_message(session: Session, outbox_id: int) -> OutboxMessage:
+    row = session.scalar(
+        select(OutboxMessage).where(
+            OutboxMessage.id == outbox_id, OutboxMessage.workspace_id == workspace_of(session)
+        )
+    )
+    if row is None:
+        raise NotFound(f"outbox message {outbox_id} does not exist", field="id")
+    return row
+
+
+def stats(session: Session, workspace_id: int | None = None) -> dict[str, int]:
+    """Rows per status, for one workspace or (system session) all."""
+    query = select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
+    if workspace_id is not None:
+        query = query.where(OutboxMessage.workspace_id == workspace_id)
+    return {status: int(n) for status, n in session.execute(query)}
+
+
+def next_due(session: Session) -> datetime | None:
+    """When the next queued or deferred row falls due (system session)."""
+    value = session.scalar(
+        select(func.min(OutboxMessage.next_attempt_at)).where(
+            OutboxMessage.status.in_([Status.QUEUED.value, Status.DEFERRED.value])
+        )
+    )
+    return clock.as_utc(value) if value is not None else None

@@ -1,0 +1,188 @@
+"""Pace: how fast, how parallel and how often again mail may go to each destination.
+
+Pure logic with a clock passed in (seconds, monotonic), so tests move time by hand.
+State is per process (documented in docs/delivery.md): with W worker processes each
+destination may see up to W times its limits, so the defaults are per process and
+conservative; the warm-up cap is checked against the database count of the day by the
+caller, which makes it global.
+
+- ``Pacer.wait_time(dest)``: seconds until a message to ``dest`` may start (token bucket
+  for messages per minute, counter for open connections, and a global bucket);
+  ``start``/``finish`` bracket a delivery.
+- Adaptive slow-down: a 421/450/451 answer or a dropped connection halves that
+  destination's rate (down to ``MIN_RATE``) for ``COOL_DOWN`` seconds; each later success
+  wins back 10 % of the way to the configured rate.
+- ``retry_delay``: exponential backoff with jitter; ``expired`` says when to give up.
+- ``warmup_cap``: the day's volume cap of a new sending domain or IP.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+MIN_RATE = 1.0  # messages per minute, the floor of adaptive slow-down
+COOL_DOWN = 300.0
+SLOW_DOWN_CODES = frozenset({421, 450, 451})
+
+
+@dataclass(frozen=True)
+class Limits:
+    connections: int
+    per_minute: float
+
+
+# Big mailbox providers take volume from a known sender; corporate gateways often do not.
+PROVIDER_LIMITS: Mapping[str, Limits] = {
+    "gmail.com": Limits(10, 1200),
+    "googlemail.com": Limits(10, 1200),
+    "outlook.com": Limits(8, 600),
+    "hotmail.com": Limits(8, 600),
+    "live.com": Limits(8, 600),
+    "msn.com": Limits(4, 300),
+    "yahoo.com": Limits(5, 300),
+    "aol.com": Limits(3, 200),
+    "icloud.com": Limits(5, 300),
+    "me.com": Limits(3, 200),
+    "gmx.de": Limits(3, 200),
+    "web.de": Limits(3, 200),
+}
+OTHER_LIMITS = Limits(2, 60)
+
+# Day index (0 = first day of sending) → cap; the last entry holds from then on.
+DEFAULT_WARMUP: tuple[int, ...] = (
+    200,
+    500,
+    1000,
+    2000,
+    5000,
+    10000,
+    20000,
+    40000,
+    80000,
+    150000,
+    300000,
+    600000,
+)
+
+
+def warmup_cap(days_since_start: int, schedule: Sequence[int] = DEFAULT_WARMUP) -> int:
+    """The most messages a domain or IP in its ``days_since_start``-th day may send."""
+    if not schedule:
+        raise ValueError("a warm-up schedule needs at least one day")
+    return schedule[min(max(days_since_start, 0), len(schedule) - 1)]
+
+
+def retry_delay(
+    attempt: int,
+    *,
+    base: float = 60.0,
+    cap: float = 4 * 3600.0,
+    rng: random.Random | None = None,
+) -> float:
+    """Delay after failed ``attempt`` (1-based): doubling from ``base``, capped, half jittered."""
+    ceiling = min(cap, base * 2 ** max(attempt - 1, 0))
+    return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
+
+
+def expired(first_attempt_age: float, give_up_after: float) -> bool:
+    """Whether a message first tried ``first_attempt_age`` seconds ago should bounce now."""
+    return first_attempt_age >= give_up_after
+
+
+@dataclass
+class _Bucket:
+    rate: float  # tokens per second
+    capacity: float
+    tokens: float
+    updated: float
+
+    def refill(self, now: float) -> None:
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+
+    def wait(self, now: float) -> float:
+        self.refill(now)
+        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
+
+
+@dataclass
+class _Destination:
+    limits: Limits
+    bucket: _Bucket
+    factor: float = 1.0  # share of the configured rate currently allowed
+    slowed_until: float = 0.0
+    open: int = 0
+
+
+@dataclass
+class Pacer:
+    clock: Callable[[], float]
+    limits: Mapping[str, Limits] = field(default_factory=lambda: dict(PROVIDER_LIMITS))
+    other: Limits = OTHER_LIMITS
+    global_per_second: float = 1000.0
+    _dests: dict[str, _Destination] = field(default_factory=dict)
+    _global: _Bucket | None = None
+
+    def limits_for(self, dest: str) -> Limits:
+        return self.limits.get(dest.lower(), self.other)
+
+    def _dest(self, dest: str) -> _Destination:
+        state = self._dests.get(dest)
+        if state is None:
+            limits = self.limits_for(dest)
+            rate = limits.per_minute / 60
+            # A burst of one connection's worth lets a fresh destination start at once.
+            capacity = max(1.0, float(limits.connections))
+            state = _Destination(limits, _Bucket(rate, capacity, capacity, self.clock()))
+            self._dests[dest] = state
+        return state
+
+    def _global_bucket(self) -> _Bucket:
+        if self._global is None:
+            rate = self.global_per_second
+            self._global = _Bucket(rate, max(1.0, rate), max(1.0, rate), self.clock())
+        return self._global
+
+    def wait_time(self, dest: str) -> float:
+        """Seconds until a message to ``dest`` may start; 0 means now (then call ``start``).
+
+        A destination at its connection limit answers a short poll interval: a slot
+        frees when another delivery finishes, not at a computable time.
+        """
+        now = self.clock()
+        state = self._dest(dest)
+        if state.open >= state.limits.connections:
+            return 0.05
+        return max(state.bucket.wait(now), self._global_bucket().wait(now))
+
+    def start(self, dest: str) -> None:
+        now = self.clock()
+        state = self._dest(dest)
+        state.bucket.refill(now)
+        state.bucket.tokens -= 1
+        bucket = self._global_bucket()
+        bucket.refill(now)
+        bucket.tokens -= 1
+        state.open += 1
+
+    def finish(self, dest: str, code: int | None, *, dropped: bool = False) -> None:
+        """Record how a delivery to ``dest`` ended (``code`` None: no answer)."""
+        now = self.clock()
+        state = self._dest(dest)
+        state.open = max(0, state.open - 1)
+        configured = state.limits.per_minute / 60
+        if dropped or code in SLOW_DOWN_CODES:
+            state.factor = max(MIN_RATE / 60 / configured, state.factor / 2)
+            state.slowed_until = now + COOL_DOWN
+        elif now >= state.slowed_until:
+            state.factor = 1.0
+        elif code is not None and code < 400:
+            state.factor = min(1.0, state.factor + 0.1 * (1.0 - state.factor) + 0.01)
+        state.bucket.refill(now)
+        state.bucket.rate = configured * state.factor
+
+    def rate_of(self, dest: str) -> float:
+        """Messages per minute currently allowed to ``dest``."""
+        return self._dest(dest).bucket.rate * 60
