@@ -86,11 +86,12 @@ def screen(db: Database, rows: Sequence[Claimed], hasher: AddressHasher) -> dict
         with db.tenant(workspace_id) as session:
             hits = suppressed_among(session, [r.email for r in group], hasher=hasher)
             contact_ids = {r.contact_id for r in group if r.contact_id is not None}
-            statuses: dict[int, str] = dict(
-                session.execute(
+            statuses = {
+                int(cid): str(status)
+                for cid, status in session.execute(
                     select(Contact.id, Contact.status).where(Contact.id.in_(contact_ids))
                 )
-            )
+            }
             pairs = {
                 (r.list_id, r.contact_id)
                 for r in group
