@@ -18,7 +18,14 @@ from typing import Any
 
 import css_inline
 import html2text
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes
+from jinja2 import (
+    DictLoader,
+    StrictUndefined,
+    TemplateNotFound,
+    TemplateSyntaxError,
+    UndefinedError,
+    nodes,
+)
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -41,13 +48,6 @@ PARTS = ("subject", "preheader", "html", "text")
 MAX_SOURCE_CHARS = 512 * 1024
 
 
-class _NoLoader:
-    """``{% include %}`` and ``{% import %}`` have nothing to load from."""
-
-    def get_source(self, environment: Any, template: str) -> Any:
-        raise TemplateSyntaxError(f"templates cannot include or import {template!r}", 1)
-
-
 def _environment(autoescape: bool) -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(
         autoescape=autoescape,
@@ -56,12 +56,13 @@ def _environment(autoescape: bool) -> ImmutableSandboxedEnvironment:
         auto_reload=False,
         cache_size=0,
     )
-    env.loader = _NoLoader()  # type: ignore[assignment]
+    env.loader = DictLoader({})  # {% include %} and {% import %} find nothing
     return env
 
 
 HTML_ENV = _environment(autoescape=True)
 TEXT_ENV = _environment(autoescape=False)
+_BUILTINS = frozenset(HTML_ENV.globals) | {"loop", "caller", "varargs", "kwargs"}
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,12 @@ class CompiledTemplate:
         for part in PARTS:
             try:
                 out[part] = self._compiled[part].render(context)
+            except TemplateNotFound:
+                raise ValidationFailed(
+                    "Templates cannot include or import other templates.",
+                    code="template_unsafe",
+                    field=part,
+                ) from None
             except SecurityError as exc:
                 raise ValidationFailed(
                     f"The template tried something not allowed: {exc}",
@@ -250,11 +257,19 @@ def _check_tree(
     part: str, tree: nodes.Template, known: Mapping[str, Iterable[str] | None]
 ) -> list[FieldError]:
     errors: list[FieldError] = []
+    for node in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
+        errors.append(
+            FieldError(
+                f"{part}:{node.lineno}",
+                "template_unsafe",
+                "Templates cannot include, import or extend other templates.",
+            )
+        )
     assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
     for name in tree.find_all(nodes.Name):
         if name.ctx != "load" or name.name in assigned:
             continue
-        if name.name not in VARIABLES:
+        if name.name not in VARIABLES and name.name not in _BUILTINS:
             errors.append(
                 FieldError(
                     f"{part}:{name.lineno}",
