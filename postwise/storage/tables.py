@@ -245,6 +245,7 @@ class Event(WorkspaceOwned, Base):
         Index("ix_events_ws_contact_at", "workspace_id", "contact_id", "occurred_at"),
         Index("ix_events_ws_name_at", "workspace_id", "name", "occurred_at"),
         Index("ix_events_ws_anonymous", "workspace_id", "anonymous_id"),
+        Index("ix_events_ws_user", "workspace_id", "user_id"),
         Index(
             "uq_events_ws_message_id",
             "workspace_id",
@@ -267,6 +268,35 @@ class Event(WorkspaceOwned, Base):
     message_id: Mapped[str | None] = mapped_column(String(255), default=None)
     occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Segment userId as sent (before a contact exists for it), and the client's clock.
+    user_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)
+    original_timestamp: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Identity(WorkspaceOwned, Base):
+    """Which contact an anonymous visitor id (or an aliased id) turned out to be.
+
+    A row may exist before its contact does (``identify`` with a userId but no email);
+    ``merged_at`` is set when the id's events were reassigned to ``contact_id``.
+    """
+
+    __tablename__ = "identities"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "anonymous_id"),
+        Index("ix_identities_ws_user", "workspace_id", "user_id"),
+        Index("ix_identities_ws_contact", "workspace_id", "contact_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    anonymous_id: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    contact_id: Mapped[int | None] = mapped_column(
+        BigID, ForeignKey("contacts.id", ondelete="CASCADE"), default=None
+    )
+    source: Mapped[str] = mapped_column(String(16))  # identify | alias
+    first_seen: Mapped[datetime] = mapped_column(default=utcnow)
+    merged_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Job(Base):

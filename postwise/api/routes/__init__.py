@@ -13,6 +13,7 @@ from postwise.api.routes import (
     lists,
     operations,
     privacy,
+    tracking,
     workspace,
 )
 
@@ -26,3 +27,4 @@ ROUTERS.append(privacy.router)
 ROUTERS.append(operations.router)
 ROUTERS.append(captured.router)
 ROUTERS.append(workspace.router)
+ROUTERS.append(tracking.router)

@@ -1,0 +1,1 @@
+"""Event tracking: Segment-spec ingestion, identity, the website snippet (docs/tracking.md)."""

@@ -1,0 +1,123 @@
+"""Storing a checked batch: identity calls first, then every event in one INSERT.
+
+One batch is one transaction. The identity calls (identify, group, alias) go through
+the contact actions in batch order; if any is refused the caller's transaction rolls
+back and nothing of the batch is stored. The events are then written with one
+multi-row ``INSERT ... ON CONFLICT DO NOTHING`` (deduplicating on ``messageId``), with
+Core rows rather than ORM objects: this is the hot path (docs/tracking.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from postwise.core.errors import PostwiseError, ValidationFailed
+from postwise.storage.tables import Event
+from postwise.storage.tenancy import workspace_of
+from postwise.tracking import identity
+from postwise.tracking.events import BadBatch, Call, EventError
+
+IDENTITY_CALLS = {"identify": identity.identify, "alias": identity.alias, "group": identity.group}
+_EVENTS = Event.__table__
+
+
+@dataclass(frozen=True)
+class Stored:
+    received: int
+    stored: int  # the rest were duplicates of stored messageIds
+
+
+def _insert(session: Session, rows: list[dict[str, Any]]) -> int:
+    dialect = session.get_bind().dialect.name
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    stmt = (
+        module.insert(_EVENTS)
+        .values(rows)
+        .on_conflict_do_nothing(
+            index_elements=["workspace_id", "message_id"],
+            index_where=_EVENTS.c.message_id.is_not(None),
+        )
+    )
+    return int(session.connection().execute(stmt).rowcount)
+
+
+def ingest(session: Session, calls: list[Call], *, received_at: datetime) -> Stored:
+    """Apply ``calls`` (already checked by ``events.parse_batch``) in the session's workspace."""
+    if not calls:
+        return Stored(0, 0)
+    workspace_id = workspace_of(session)
+    seen: set[str] = set()
+    unique: list[Call] = []
+    for call in calls:
+        if call.message_id is not None:
+            if call.message_id in seen:
+                continue
+            seen.add(call.message_id)
+        unique.append(call)
+    user_ids = {c.user_id for c in unique if c.user_id}
+    anonymous_ids = {c.anonymous_id for c in unique if c.anonymous_id}
+    anonymous_ids.update(c.previous_id for c in unique if c.previous_id)
+    resolver = identity.Resolver.load(session, user_ids, anonymous_ids)
+
+    contacts: dict[int, int | None] = {}
+    identity_calls = [c for c in unique if c.type in IDENTITY_CALLS]
+    if identity_calls:
+        _apply_identity_calls(session, identity_calls, resolver, contacts)
+
+    rows = [
+        {
+            "workspace_id": workspace_id,
+            "contact_id": contacts[c.index]
+            if c.index in contacts
+            else resolver.contact_of(c.user_id, c.anonymous_id),
+            "anonymous_id": c.anonymous_id,
+            "user_id": c.user_id,
+            "type": c.type,
+            "name": c.name,
+            "properties": c.properties,
+            "context": c.context,
+            "message_id": c.message_id,
+            "occurred_at": c.occurred_at,
+            "received_at": received_at,
+            "sent_at": c.sent_at,
+            "original_timestamp": c.original_timestamp,
+        }
+        for c in unique
+    ]
+    return Stored(len(calls), _insert(session, rows))
+
+
+def _apply_identity_calls(
+    session: Session,
+    calls: list[Call],
+    resolver: identity.Resolver,
+    contacts: dict[int, int | None],
+) -> None:
+    """Run identify/alias/group in order; a retried call (its messageId stored) is skipped."""
+    ids = [c.message_id for c in calls if c.message_id]
+    done = (
+        set(session.scalars(select(Event.message_id).where(Event.message_id.in_(ids))))
+        if ids
+        else set()
+    )
+    problems: list[EventError] = []
+    for call in calls:
+        if call.message_id in done:
+            continue
+        try:
+            contacts[call.index] = IDENTITY_CALLS[call.type](session, call, resolver)
+        except ValidationFailed as exc:
+            problems.extend(
+                EventError(call.index, e.field, e.code, e.message)
+                for e in identity.field_errors(exc)
+            )
+        except PostwiseError as exc:
+            problems.append(EventError(call.index, exc.field, exc.code, exc.message))
+    if problems:
+        raise BadBatch(problems)
