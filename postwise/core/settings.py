@@ -48,14 +48,37 @@ class Settings(BaseSettings):
     bulk_upsert_max: int = 5000
     import_batch_size: int = 2000
 
-    # Tracking (/v1): events per second per write key in each API process, and the burst.
-    tracking_rate_per_second: float = Field(default=5000.0, gt=0)
-    tracking_rate_burst: int = Field(default=20000, gt=0)
+    # Delivery (docs/delivery.md): how mail leaves. capture writes .eml files and sends nothing.
+    delivery_transport: Literal["capture", "relay", "mx"] = "capture"
+    capture_dir: Path | None = Field(
+        default=None, description="Maildir for captured mail; empty means data_dir/captured."
+    )
+    relay_host: str = "127.0.0.1"
+    relay_port: int = 587
+    relay_tls: Literal["none", "opportunistic", "starttls", "implicit"] = "starttls"
+    relay_username: str = ""
+    relay_password: SecretStr | None = None
+    relay_pool_size: int = Field(default=4, ge=1)
+    delivery_helo_hostname: str = ""
+    delivery_batch_size: int = Field(default=100, ge=1)
+    delivery_concurrency: int = Field(default=16, ge=1)
+    delivery_lease_seconds: float = Field(default=300.0, gt=0)
+    delivery_give_up_hours: float = Field(default=120.0, gt=0)
+    delivery_retry_base_seconds: float = Field(default=60.0, gt=0)
+    delivery_global_per_second: float = Field(default=500.0, gt=0)
+    delivery_other_per_minute: float = Field(default=60.0, gt=0)
+    delivery_other_connections: int = Field(default=2, ge=1)
+    delivery_from_address: str = "postwise@localhost"
+    delivery_bounce_domain: str = "localhost"
+    delivery_postal_address: str = ""
 
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'postwise.db').resolve()}"
+
+    def resolved_capture_dir(self) -> Path:
+        return self.capture_dir if self.capture_dir is not None else self.data_dir / "captured"
 
     def resolved_secret_key(self) -> bytes:
         if self.secret_key is not None:
