@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     bulk_upsert_max: int = 5000
     import_batch_size: int = 2000
 
+    # Tracking (/v1): events per second per write key in each API process, and the burst.
+    tracking_rate_per_second: float = Field(default=5000.0, gt=0)
+    tracking_rate_burst: int = Field(default=20000, gt=0)
+
     # Delivery (docs/delivery.md): how mail leaves. capture writes .eml files and sends nothing.
     delivery_transport: Literal["capture", "relay", "mx"] = "capture"
     capture_dir: Path | None = Field(
