@@ -199,11 +199,13 @@ def _start_worker(db: Database, settings: Settings) -> Worker:
     from postwise.cli.worker import TASK_MODULES
     from postwise.jobs import builtin
     from postwise.jobs.runner import Worker
+    from postwise.tracking import retention
 
     for name in TASK_MODULES:
         importlib.import_module(name)
     with db.system() as session:
         builtin.ensure_cleanup_scheduled(session)
+        retention.ensure_purge_scheduled(session)
     worker = Worker(db, settings=settings)
     worker.start_in_thread()
     return worker

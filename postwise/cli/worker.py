@@ -15,7 +15,7 @@ from postwise.cli.context import console, fail, open_database, print_json
 from postwise.core.clock import utcnow
 
 # Modules whose import registers the tasks every worker must know.
-TASK_MODULES: tuple[str, ...] = ("postwise.jobs.builtin",)
+TASK_MODULES: tuple[str, ...] = ("postwise.jobs.builtin", "postwise.tracking.retention")
 
 jobs_app = typer.Typer(help="The background job queue.", no_args_is_help=True)
 
@@ -56,6 +56,7 @@ def worker(
     """Run background jobs until SIGTERM or Ctrl-C (the job in hand is finished first)."""
     from postwise.jobs import builtin
     from postwise.jobs.runner import Worker
+    from postwise.tracking import retention
 
     _import_task_modules(imports)
     queues = _split(queue) or ["default"]
@@ -64,6 +65,7 @@ def worker(
         if builtin.CLEANUP_QUEUE in queues:
             with db.system() as session:
                 builtin.ensure_cleanup_scheduled(session)
+                retention.ensure_purge_scheduled(session)
     except SQLAlchemyError as exc:
         fail(f"cannot use the job table ({type(exc).__name__}); run `postwise db upgrade` first")
     if metrics_port:

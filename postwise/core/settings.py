@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     tracking_rate_per_second: float = Field(default=5000.0, gt=0)
     tracking_rate_burst: int = Field(default=20000, gt=0)
 
+    event_retention_days: int = Field(
+        default=730, ge=0, description="Events older than this are purged daily; 0 keeps all."
+    )
+
     # Delivery (docs/delivery.md): how mail leaves. capture writes .eml files and sends nothing.
     delivery_transport: Literal["capture", "relay", "mx"] = "capture"
     capture_dir: Path | None = Field(
