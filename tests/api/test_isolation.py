@@ -330,6 +330,8 @@ def test_a_key_of_one_workspace_reaches_nothing_of_another(
         ("POST", "/api/contacts/bulk"),
         ("DELETE", "/api/lists/{list_id}/members/{contact_id}"),
         ("GET", "/api/attributes/{attribute_id}"),
+        ("GET", "/api/contacts/{contact_id}/events"),
+        ("GET", "/api/events/catalog"),
     }
     sweep = Sweep(make_client(app, a.admin_key), a, b)
     for method, route in routes:

@@ -9,6 +9,7 @@ from postwise.api.routes import (
     captured,
     companies,
     contacts,
+    events,
     imports,
     lists,
     operations,
@@ -19,6 +20,7 @@ from postwise.api.routes import (
 
 ROUTERS: list[APIRouter] = []
 ROUTERS.append(contacts.router)
+ROUTERS.append(events.router)
 ROUTERS.append(companies.router)
 ROUTERS.append(lists.router)
 ROUTERS.append(imports.router)
