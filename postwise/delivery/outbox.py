@@ -426,10 +426,17 @@ def stats(session: Session, workspace_id: int | None = None) -> dict[str, int]:
 
 
 def next_due(session: Session) -> datetime | None:
-    """When the next queued or deferred row falls due (system session)."""
-    value = session.scalar(
+    """When the next row falls due (system session): a queued or deferred row's next
+    attempt, or the lease expiry of a row a (possibly dead) worker holds."""
+    waiting = session.scalar(
         select(func.min(OutboxMessage.next_attempt_at)).where(
             OutboxMessage.status.in_([Status.QUEUED.value, Status.DEFERRED.value])
         )
     )
-    return clock.as_utc(value) if value is not None else None
+    leased = session.scalar(
+        select(func.min(OutboxMessage.lease_expires_at)).where(
+            OutboxMessage.status == Status.SENDING.value
+        )
+    )
+    times = [clock.as_utc(v) for v in (waiting, leased) if v is not None]
+    return min(times) if times else None
