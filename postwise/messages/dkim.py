@@ -38,13 +38,18 @@ SIGNED = (
     "feedback-id",
 )
 _WSP = re.compile(rb"[ \t]+")
+_WSP_RUN = re.compile(rb"[ \t]{2,}|\t")  # single spaces need no change: far fewer matches
 _WSP_EOL = re.compile(rb" \r\n")
 _UNFOLD = re.compile(rb"\r\n(?=[ \t])")
 
 
 def canonical_body(body: bytes) -> bytes:
     """Relaxed body canonicalization."""
-    body = _WSP_EOL.sub(b"\r\n", _WSP.sub(b" ", body))
+    # Checking with bytes.find (C speed) first: QP output rarely needs either rewrite.
+    if b"  " in body or b"\t" in body:
+        body = _WSP_RUN.sub(b" ", body)
+    if b" \r\n" in body:
+        body = _WSP_EOL.sub(b"\r\n", body)
     body = body.rstrip(b"\r\n").rstrip(b" ")
     return body + b"\r\n" if body else b""
 
@@ -72,9 +77,12 @@ def _fold_b64(value: str) -> str:
     return "\r\n ".join(value[i : i + 72] for i in range(0, len(value), 72))
 
 
-def signature_header(key: DkimKey, head: bytes, body: bytes, timestamp: int) -> bytes:
+def body_hash(body: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(canonical_body(body)).digest()).decode("ascii")
+
+
+def signature_header(key: DkimKey, head: bytes, bh: str, timestamp: int) -> bytes:
     """The ``DKIM-Signature: ...`` line (CRLF-terminated) for one key."""
-    body_hash = base64.b64encode(hashlib.sha256(canonical_body(body)).digest()).decode("ascii")
     present: dict[bytes, bytes] = {}
     for name, raw_value in _fields(head):
         present[name.strip().lower()] = raw_value  # a verifier signs the last instance
@@ -82,7 +90,7 @@ def signature_header(key: DkimKey, head: bytes, body: bytes, timestamp: int) -> 
     value = (
         f" v=1; a={key.algorithm}; c=relaxed/relaxed; d={key.domain};\r\n"
         f" s={key.selector}; t={timestamp};\r\n"
-        f" h={':'.join(names)};\r\n bh={body_hash};\r\n b="
+        f" h={':'.join(names)};\r\n bh={bh};\r\n b="
     )
     signed = b"".join(
         canonical_header(n.encode(), present[n.encode()]) + b"\r\n" for n in names
@@ -100,7 +108,8 @@ def sign(draft: Draft) -> Draft:
         return draft
     head, _, body = draft.data.partition(b"\r\n\r\n")
     timestamp = int(draft.now.timestamp())
-    signatures = [signature_header(key, head, body, timestamp) for key in draft.sender.dkim]
+    bh = body_hash(body)
+    signatures = [signature_header(key, head, bh, timestamp) for key in draft.sender.dkim]
     draft.data = b"".join(signatures) + draft.data
     return draft
 

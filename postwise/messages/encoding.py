@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from functools import lru_cache
 
 import idna
 
@@ -20,6 +21,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
 _ATEXT_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]*")
 _LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]{1,64}")
 _MAX_LINE = 78
+_ASCII_DOMAIN = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}")
 
 
 def clean(value: str) -> str:
@@ -106,7 +108,18 @@ def address(value: str, *, field: str = "email") -> str:
         ) from None
     if "." not in ascii_domain:
         raise ValidationFailed(f"{value!r} has no full domain.", code="invalid_email", field=field)
-    return f"{local}@{ascii_domain.lower()}"
+    return f"{local}@{ascii_domain}"
+
+
+@lru_cache(maxsize=16384)
+def _ascii_domain(domain: str) -> str | None:
+    """Punycode form (lower case), or None; cached as one send repeats few domains."""
+    if domain.isascii() and _ASCII_DOMAIN.fullmatch(domain):
+        return domain.lower()
+    try:
+        return idna.encode(domain.rstrip("."), uts46=True).decode("ascii").lower()
+    except (idna.IDNAError, UnicodeError):
+        return None
 
 
 def mailbox(name: str, email: str, *, field: str = "email") -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from html import escape, unescape
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -22,9 +23,15 @@ _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 
 def add_utm(url: str, utm: Mapping[str, str]) -> str:
     """Add the parameters the URL does not have yet; existing ones win."""
+    return _add_utm(url, tuple(utm.items()))
+
+
+@lru_cache(maxsize=8192)
+def _add_utm(url: str, utm: tuple[tuple[str, str], ...]) -> str:
+    # The same links recur in every message of a send, so the parsing is cached.
     parts = urlsplit(url)
     present = {key for key, _ in parse_qsl(parts.query, keep_blank_values=True)}
-    extra = [(k, v) for k, v in utm.items() if k not in present]
+    extra = [(k, v) for k, v in utm if k not in present]
     if not extra:
         return url
     query = f"{parts.query}&{urlencode(extra)}" if parts.query else urlencode(extra)
@@ -38,13 +45,14 @@ def rewrite_links(draft: Draft) -> Draft:
     utm = dict(delivery.utm or {})
     if utm and delivery.campaign and "utm_campaign" not in utm:
         utm["utm_campaign"] = delivery.campaign
+    utm_items = tuple(utm.items())
     index: dict[str, int] = {}
     links = draft.links
 
     def target(url: str) -> str | None:
         if not url.lower().startswith(("http://", "https://")) or url.startswith(own):
             return None
-        final = add_utm(url, utm) if utm else url
+        final = _add_utm(url, utm_items) if utm_items else url
         if not track:
             return final if final != url else None
         at = index.get(final)
