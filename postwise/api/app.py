@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from postwise import __version__
-from postwise.api import limits, observability, problems
+from postwise.api import cors, limits, observability, problems
 from postwise.core.settings import Settings, get_settings
 from postwise.storage.database import Database
 
@@ -23,6 +23,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     problems.install(app)
     limits.install(app, settings.max_request_bytes)
     observability.install(app)
+    cors.install(app)
     from postwise.api.routes import ROUTERS
 
     for router in ROUTERS:

@@ -14,6 +14,7 @@ from postwise.api.routes import (
     lists,
     operations,
     privacy,
+    snippet,
     tracking,
     workspace,
 )
@@ -29,4 +30,5 @@ ROUTERS.append(privacy.router)
 ROUTERS.append(operations.router)
 ROUTERS.append(captured.router)
 ROUTERS.append(workspace.router)
+ROUTERS.append(snippet.router)
 ROUTERS.append(tracking.router)
