@@ -445,3 +445,38 @@ class OutboxMessage(WorkspaceOwned, Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     first_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
     sent_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Template(WorkspaceOwned, Base):
+    """A message template (``messages/templates.py``, docs/messages.md); ``version`` counts saves."""
+
+    __tablename__ = "templates"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16), default="marketing")  # marketing|transactional
+    subject: Mapped[str] = mapped_column(Text)
+    preheader: Mapped[str] = mapped_column(Text, default="")
+    html: Mapped[str] = mapped_column(Text, default="")
+    text: Mapped[str] = mapped_column(Text, default="")
+    mjml: Mapped[str] = mapped_column(Text, default="")
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DkimKeyRecord(WorkspaceOwned, Base):
+    """A DKIM signing key; the private key is AES-GCM encrypted (``messages/keys.py``)."""
+
+    __tablename__ = "dkim_keys"
+    __table_args__ = (UniqueConstraint("workspace_id", "domain", "selector"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    domain: Mapped[str] = mapped_column(String(255))
+    selector: Mapped[str] = mapped_column(String(63))
+    algorithm: Mapped[str] = mapped_column(String(16))  # rsa-sha256 | ed25519-sha256
+    private_key: Mapped[bytes] = mapped_column(LargeBinary)  # nonce || AES-GCM ciphertext
+    dns_record: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
