@@ -15,7 +15,11 @@ from postwise.cli.context import console, fail, open_database, print_json
 from postwise.core.clock import utcnow
 
 # Modules whose import registers the tasks every worker must know.
-TASK_MODULES: tuple[str, ...] = ("postwise.jobs.builtin", "postwise.tracking.retention")
+TASK_MODULES: tuple[str, ...] = (
+    "postwise.jobs.builtin",
+    "postwise.contacts.import_runs",
+    "postwise.tracking.retention",
+)
 
 jobs_app = typer.Typer(help="The background job queue.", no_args_is_help=True)
 

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -104,8 +104,9 @@ MEMBERSHIP_COLUMNS = (
     "workspace_id", "list_id", "contact_id", "status", "consent_id", "created_at", "updated_at",
 )  # fmt: skip
 STAGED = ("email", "email_domain", *OPTIONAL_FIELDS, "status", "attributes")
-CLAIM_CACHE = 50_000  # company claims remembered to skip look-ups (bounded: constant memory)
+CLAIM_CACHE = 50_000  # company keys remembered to skip look-ups (bounded: constant memory)
 SCRATCH_BUFFERS_MB = 256
+WRITERS = 2  # connections writing batches side by side on PostgreSQL
 
 _SCRATCH = MetaData()
 SEEN = Table(
@@ -380,6 +381,7 @@ class Planner(_Statements):
     def __init__(self, session: Session) -> None:
         super().__init__(session)
         self._claimed: dict[str, None] = {}
+        self._companies_made: dict[str, None] = {}
 
     def prepare(self, rows: Sequence[Row], target: ListTarget | None, now: datetime) -> Prepared:
         """Claim, read and plan one batch inside the session's current transaction.
@@ -404,7 +406,9 @@ class Planner(_Statements):
             company_updates=self._company_updates(applied),
         )
         if self.postgres and applied:
-            self._companies(_business(applied), now)
+            domains = _business(applied).difference(self._companies_made)
+            self._companies(domains, now)
+            _remember(self._companies_made, domains)
             prepared.staged = _copy_rows(applied)
         return prepared
 
@@ -511,7 +515,7 @@ class Planner(_Statements):
         if not proposed:
             return {}
         earlier = self._claim("c", [(claim, line) for claim, (line, *_) in proposed.items()])
-        self._remember(proposed)
+        _remember(self._claimed, proposed)
         updates: dict[str, dict[str, Any]] = {}
         for claim, (_line, target, domain, value) in proposed.items():
             if claim in earlier:
@@ -522,14 +526,6 @@ class Planner(_Statements):
             else:
                 values[target] = value
         return updates
-
-    def _remember(self, claims: Iterable[str]) -> None:
-        """Company claims decided already (bounded): a later row's value for them loses
-        anyway, so skipping the look-up saves work on files with many rows per company."""
-        if len(self._claimed) > CLAIM_CACHE:
-            for stale in list(self._claimed)[: CLAIM_CACHE // 2]:
-                del self._claimed[stale]
-        self._claimed.update(dict.fromkeys(claims))
 
 
 class Writer(_Statements):
@@ -626,6 +622,15 @@ class Writer(_Statements):
             "size_band": "text", "revenue_band": "text", "country": "text",
             "attributes": "jsonb",
         }  # fmt: skip
+        # Writers run side by side and may touch the same company: lock in one order.
+        self.session.execute(
+            text(
+                "SELECT id FROM companies WHERE workspace_id = :ws AND domain IN "
+                "(SELECT jsonb_array_elements_text(CAST(:domains AS jsonb))) "
+                "ORDER BY domain FOR NO KEY UPDATE"
+            ),
+            {"ws": self.ws, "domains": json.dumps(sorted(updates))},
+        )
         new = {name: f"COALESCE(v.{name}, c.{name})" for name in columns}
         new["attributes"] = "c.attributes || v.attributes"
         record = ", ".join(f"{name} {kind}" for name, kind in columns.items())
@@ -923,6 +928,15 @@ class Writer(_Statements):
         )
 
 
+def _remember(seen: dict[str, None], keys: Iterable[str]) -> None:
+    """Keep keys already dealt with (company claims decided, companies created), bounded
+    so memory stays flat: forgetting one only costs a look-up that answers the same."""
+    if len(seen) > CLAIM_CACHE:
+        for stale in list(seen)[: CLAIM_CACHE // 2]:
+            del seen[stale]
+    seen.update(dict.fromkeys(keys))
+
+
 def _business(decisions: Iterable[Decision]) -> set[str]:
     """The email domains of these rows that belong to companies (not free mail)."""
     domains = {d.row.values["email_domain"] for d in decisions}
@@ -957,43 +971,48 @@ def _sticky() -> list[Any]:
 
 
 @contextmanager
-def open_batches(engine: Engine, workspace_id: int) -> Iterator[tuple[Planner, Writer]]:
-    """A planner and a writer for one import, on connections held until the end.
+def open_batches(
+    engine: Engine, workspace_id: int, *, writers: int = WRITERS
+) -> Iterator[tuple[Planner, list[Writer]]]:
+    """A planner and writers for one import, on connections held until the end.
 
-    PostgreSQL: two connections (the stages overlap); the planner's gets room for the
-    claims table and is closed afterwards, which drops the scratch tables with it.
-    SQLite: one connection for both, one write lock, scratch tables dropped at the end.
+    PostgreSQL: one connection for the planner, whose claims table lives there (it is
+    closed afterwards, which drops the table), and ``writers`` more, so batches are
+    planned and written side by side. SQLite: one connection does everything (one
+    write lock); the scratch table is dropped at the end.
     """
     postgres = engine.dialect.name == "postgresql"
-    with engine.connect() as first:
+    with ExitStack() as stack:
+        first = stack.enter_context(engine.connect())
         planner_session = _session(first, workspace_id)
-        try:
-            with planner_session.begin():
-                if postgres:
-                    _room_for_scratch(planner_session)
-                _drop_scratch_tables(planner_session)
-                SEEN.create(planner_session.connection())
-            if not postgres:
-                yield Planner(planner_session), Writer(planner_session)
-                return
-            with engine.connect() as second:
-                writer_session = _session(second, workspace_id)
-                try:
-                    with writer_session.begin():
-                        writer_session.execute(text(f"DROP TABLE IF EXISTS pg_temp.{STAGE.name}"))
-                        STAGE.create(writer_session.connection())
-                    yield Planner(planner_session), Writer(writer_session)
-                finally:
-                    writer_session.rollback()
-                    second.invalidate()  # ends the backend, and its scratch table with it
-                    writer_session.close()
-        finally:
-            planner_session.rollback()
+        stack.callback(_close, planner_session, first, postgres)
+        with planner_session.begin():
             if postgres:
-                first.invalidate()
-            else:
-                _drop_scratch(planner_session)
-            planner_session.close()
+                _room_for_scratch(planner_session)
+            _drop_scratch_tables(planner_session)
+            SEEN.create(planner_session.connection())
+        if not postgres:
+            yield Planner(planner_session), [Writer(planner_session)]
+            return
+        sessions = []
+        for _ in range(writers):
+            connection = stack.enter_context(engine.connect())
+            session = _session(connection, workspace_id)
+            stack.callback(_close, session, connection, postgres)
+            with session.begin():
+                session.execute(text(f"DROP TABLE IF EXISTS pg_temp.{STAGE.name}"))
+                STAGE.create(session.connection())
+            sessions.append(session)
+        yield Planner(planner_session), [Writer(session) for session in sessions]
+
+
+def _close(session: Session, connection: Any, postgres: bool) -> None:
+    session.rollback()
+    if postgres:
+        connection.invalidate()  # ends the backend, and its scratch tables with it
+    else:
+        _drop_scratch(session)
+    session.close()
 
 
 def _session(connection: Any, workspace_id: int) -> Session:

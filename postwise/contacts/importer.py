@@ -44,6 +44,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import queue
 import re
 import threading
@@ -59,7 +60,14 @@ from sqlalchemy.orm import Session
 
 from postwise.contacts import lists
 from postwise.contacts.attributes import AttributeSchema, Entity
-from postwise.contacts.bulkwrite import ListTarget, Prepared, Row, open_batches
+from postwise.contacts.bulkwrite import (
+    BatchOutcome,
+    ListTarget,
+    Prepared,
+    Row,
+    Writer,
+    open_batches,
+)
 from postwise.contacts.exporter import guard_cell, unguard_cell
 from postwise.contacts.fields import CONTACT_FIELDS, clean_company, clean_contact
 from postwise.core.clock import utcnow
@@ -119,6 +127,9 @@ class ImportProgress:
             "unchanged": self.unchanged,
             "rejected": self.rejected,
         }
+
+
+PROGRESS_FIELDS = tuple(ImportProgress.__dataclass_fields__)
 
 
 @dataclass
@@ -569,35 +580,39 @@ class _Batch:
     bytes_read: int = 0
     final: bool = False
     prepared: Prepared | None = None
+    number: int = 0
 
 
 class _Pipeline:
-    """Reading and validating (the caller's thread) overlap with writing (one worker).
+    """Reading and validating (the caller's thread) overlap with writing (worker threads).
 
-    Parsing is Python work and the database waits on the network or on disk, so the two
+    Parsing is Python work and the database is busy with the batches before, so the two
     overlap well; at most ``depth`` batches wait in between, which keeps memory flat.
-    Batches are applied in order; the first failure stops the writer and is re-raised
+    Each worker has its own connection; the first failure stops them all and is re-raised
     to the reader at its next ``put`` or at ``close``.
     """
 
-    def __init__(self, apply: Callable[[_Batch], None], depth: int = 2) -> None:
-        self._apply = apply
+    def __init__(self, appliers: Sequence[Callable[[_Batch], None]], depth: int = 2) -> None:
         self._queue: queue.Queue[_Batch | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._stopped = False
-        self._thread = threading.Thread(target=self._run, name="postwise-import", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, args=(apply,), name="postwise-import", daemon=True)
+            for apply in appliers
+        ]
+        for thread in self._threads:
+            thread.start()
 
-    def _run(self) -> None:
+    def _run(self, apply: Callable[[_Batch], None]) -> None:
         while True:
             batch = self._queue.get()
             try:
                 if batch is None:
                     return
                 if self._error is None and not self._stopped:
-                    self._apply(batch)
+                    apply(batch)
             except BaseException as exc:
-                self._error = exc
+                self._error = self._error or exc
             finally:
                 self._queue.task_done()
 
@@ -618,13 +633,12 @@ class _Pipeline:
             raise self._error
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
+        self._stop()
         if self._error is not None:
             raise self._error
 
     def abort(self) -> None:
-        """The reader failed: drop what is queued, let the batch in hand finish, stop."""
+        """The reader failed: drop what is queued, let the batches in hand finish, stop."""
         self._stopped = True
         while True:
             try:
@@ -632,8 +646,13 @@ class _Pipeline:
             except queue.Empty:
                 break
             self._queue.task_done()
-        self._queue.put(None)
-        self._thread.join()
+        self._stop()
+
+    def _stop(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join()
 
 
 def _open(source: str | Path | BinaryIO, stack: ExitStack) -> BinaryIO:
@@ -722,9 +741,9 @@ def import_contacts(
                 "'email,first_name')",
                 "no_header",
             )
-        planner, writer = stack.enter_context(open_batches(engine, workspace_id))
-        with writer.session.begin():
-            columns, validator, target = _prepare(writer.session, options, header)
+        planner, writers = stack.enter_context(open_batches(engine, workspace_id))
+        with writers[0].session.begin():
+            columns, validator, target = _prepare(writers[0].session, options, header)
         report = _Report(report_file, columns, delimiter)
         stack.callback(report.close)
         result = ImportResult(
@@ -734,38 +753,61 @@ def import_contacts(
             ignored_columns=list(columns.ignored),
             list_id=target.id if target else None,
         )
-        ahead = planner.session is not writer.session  # plan on our thread, write on its
+        ahead = planner.session is not writers[0].session  # plan here, write elsewhere
+        done = threading.Lock()
+        unreported: dict[int, list[tuple[int, list[str] | None, list[FieldError]]]] = {}
+        numbers = itertools.count()
+        next_report = [0]
 
         def plan(batch: _Batch) -> Prepared:
             with planner.session.begin():
                 return planner.prepare(batch.rows, target, utcnow())
 
-        def apply(batch: _Batch) -> None:
-            with writer.session.begin():
-                now = utcnow()
-                prepared = batch.prepared or planner.prepare(batch.rows, target, now)
-                outcome = writer.write(prepared, target, now, final=batch.final)
-                rejects = batch.rejects
-                rejects += [(d.row.line, d.row.cells, d.errors) for d in outcome.rejected]
-                rejects.sort(key=lambda item: item[0])
-                for line, cells, errors in rejects:
+        def finished(batch: _Batch, outcome: BatchOutcome) -> ImportProgress:
+            """Count a written batch and report rejects in file order (batches written
+            side by side can finish out of order). Called under ``done``."""
+            rejects = batch.rejects + [
+                (d.row.line, d.row.cells, d.errors) for d in outcome.rejected
+            ]
+            unreported[batch.number] = sorted(rejects, key=lambda item: item[0])
+            while next_report[0] in unreported:
+                for line, cells, errors in unreported.pop(next_report[0]):
                     report.add(line, cells, errors)
-                result.rows += batch.records
-                result.created += outcome.created
-                result.updated += outcome.updated
-                result.unchanged += outcome.unchanged
-                result.rejected = report.count
-                result.bytes_read = batch.bytes_read
-                if on_batch is not None:
-                    on_batch(writer.session, result)
+                next_report[0] += 1
+            result.rows += batch.records
+            result.created += outcome.created
+            result.updated += outcome.updated
+            result.unchanged += outcome.unchanged
+            result.rejected += len(rejects)
+            result.bytes_read = max(result.bytes_read, batch.bytes_read)
+            return ImportProgress(**{k: getattr(result, k) for k in PROGRESS_FIELDS})
 
-        pipeline = _Pipeline(apply)
+        def applier(writer: Writer) -> Callable[[_Batch], None]:
+            def apply(batch: _Batch) -> None:
+                with writer.session.begin():
+                    now = utcnow()
+                    prepared = batch.prepared or planner.prepare(batch.rows, target, now)
+                    outcome = writer.write(prepared, target, now, final=batch.final)
+                    with done:
+                        progress = finished(batch, outcome)
+                    if on_batch is not None:
+                        on_batch(writer.session, progress)
+
+            return apply
+
+        # Measured on two CPUs: a second writer pays when a list doubles the writing per
+        # row (+25%), and costs when the planner is as busy as the one writer (-15%).
+        busy = writers if target is not None else writers[:1]
+        pipeline = _Pipeline([applier(writer) for writer in busy])
 
         def send(batch: _Batch) -> None:
             batch.bytes_read = lines.bytes_read
+            batch.number = next(numbers)
             if ahead:
-                if any(row.values.get("external_id") for row in batch.rows):
-                    pipeline.drain()  # who owns an external id may change in the batch before
+                if batch.final or any(row.values.get("external_id") for row in batch.rows):
+                    # Who owns an external id may change in the batches before; and the
+                    # last batch commits last, durably, with all before it.
+                    pipeline.drain()
                 batch.prepared = plan(batch)
             pipeline.put(batch)
 
@@ -787,6 +829,7 @@ def import_contacts(
             pipeline.abort()
             raise
         pipeline.close()
+        result.rejected = report.count
     result.encoding = encoding
     if lines.switched_at is not None:
         result.encoding = "latin-1"

@@ -1,0 +1,1 @@
+"""Throughput benchmarks, run with ``make bench``; see ``benchmarks/__main__.py``."""

@@ -1,0 +1,30 @@
+"""``make bench``: ``python -m benchmarks [SUITE [ARGS...]]``.
+
+Without arguments every suite in ``SUITES`` runs with its defaults, one after the other;
+with a suite name, only that one, with the arguments that follow (``--help`` lists them).
+A suite is a module of this package with ``main(argv)``; add yours to ``SUITES``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+SUITES = {
+    "imports": "benchmarks.imports",  # CSV import (SQLite, PostgreSQL) and the bulk API
+}
+
+
+def main(argv: list[str]) -> None:
+    if argv and argv[0] in SUITES:
+        importlib.import_module(SUITES[argv[0]]).main(argv[1:])
+        return
+    if argv:
+        raise SystemExit(f"unknown suite {argv[0]!r}; choose from: {', '.join(SUITES)}")
+    for name, module in SUITES.items():
+        print(f"### {name}", flush=True)
+        importlib.import_module(module).main([])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

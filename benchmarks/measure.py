@@ -1,0 +1,214 @@
+"""One measurement in a fresh process, printed as one JSON line (``python -m benchmarks``
+starts it), so that peak RSS (``ru_maxrss``) belongs to that measurement alone.
+
+Kinds:
+
+``import``    the CSV importer on the whole file, then the same file again (a re-import);
+``orm``       baseline: the first ``--rows`` rows through ``contacts.actions.upsert_contacts``
+              (the ORM path behind the API), in batches of ``import_batch_size``, CSV
+              parsing included;
+``raw``       baseline: the rows straight into ``contacts`` — ``COPY`` on PostgreSQL,
+              ``executemany`` on SQLite — with no validation, upsert, audit or companies:
+              how fast this machine can store the rows at all;
+``bulk_api``  ``POST /api/contacts/bulk`` with 1,000 contacts per call, in process
+              (Starlette's TestClient: the HTTP stack without a network).
+
+The database at ``--url`` is emptied first (SQLite: the file is replaced).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import resource
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, text
+
+from postwise.contacts import actions
+from postwise.contacts.attributes import define_attribute
+from postwise.contacts.importer import ImportOptions, import_contacts
+from postwise.core.settings import get_settings
+from postwise.storage import migrate
+from postwise.storage.database import Database
+from postwise.storage.tables import Contact
+from postwise.workspaces.actions import create_workspace
+
+ATTRIBUTES = {"seats": "number", "plan": "string"}
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def fresh_database(url: str) -> Database:
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+    db = Database(url)
+    if db.dialect == "postgresql":
+        with db.engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    migrate.upgrade(db)
+    return db
+
+
+def workspace(db: Database) -> int:
+    with db.system() as session:
+        workspace_id = create_workspace(session, "Benchmark").workspace_id
+    with db.tenant(workspace_id) as session:
+        for name, kind in ATTRIBUTES.items():
+            define_attribute(session, "contact", name, kind)
+    return workspace_id
+
+
+def records(path: Path, limit: int | None = None) -> Iterator[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        yield from islice(csv.DictReader(handle), limit)
+
+
+def as_api_row(record: dict[str, str]) -> dict[str, Any]:
+    """A CSV record as the API takes a contact (company columns have no place there)."""
+    row: dict[str, Any] = {
+        k: v
+        for k, v in record.items()
+        if v and not k.startswith("company.") and k not in ATTRIBUTES
+    }
+    row["attributes"] = {k: record[k] for k in ATTRIBUTES if record[k]}
+    return row
+
+
+def batches(rows: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    while batch := list(islice(rows, size)):
+        yield batch
+
+
+def measure_import(db: Database, path: Path, with_list: bool) -> dict[str, Any]:
+    ws = workspace(db)
+    rss_ready = peak_rss_mib()
+    options = ImportOptions(list_name="Benchmark" if with_list else None)
+    first = import_contacts(db.engine, ws, path, options)
+    rss_first = peak_rss_mib()
+    second = import_contacts(db.engine, ws, path, options)
+    return {
+        "rows": first.rows,
+        "created": first.created,
+        "rejected": first.rejected,
+        "seconds": first.seconds,
+        "rows_per_second": first.rows_per_second,
+        "reimport_unchanged": second.unchanged,
+        "reimport_rows_per_second": second.rows_per_second,
+        "rss_ready_mib": rss_ready,
+        "peak_rss_mib": rss_first,
+        "peak_rss_after_reimport_mib": peak_rss_mib(),
+    }
+
+
+def measure_orm(db: Database, path: Path, rows: int) -> dict[str, Any]:
+    ws = workspace(db)
+    size = get_settings().import_batch_size
+    started = time.perf_counter()
+    done = 0
+    for batch in batches((as_api_row(r) for r in records(path, rows)), size):
+        with db.tenant(ws) as session:
+            done += len(actions.upsert_contacts(session, batch, source="import"))
+    seconds = time.perf_counter() - started
+    return {"rows": done, "seconds": seconds, "rows_per_second": done / seconds}
+
+
+def measure_raw(db: Database, path: Path, rows: int | None) -> dict[str, Any]:
+    ws = workspace(db)
+    now = datetime.now(UTC)
+    columns = ("workspace_id", "email", "email_domain", "first_name", "last_name", "job_title",
+               "country", "status", "attributes", "created_at", "updated_at")  # fmt: skip
+
+    def values(record: dict[str, str]) -> tuple[Any, ...]:
+        attributes = {"seats": int(record["seats"]), "plan": record["plan"]}
+        return (ws, record["email"], record["email"].split("@")[1], record["first_name"],
+                record["last_name"], record["job_title"], record["country"], "subscribed",
+                attributes, now, now)  # fmt: skip
+
+    started = time.perf_counter()
+    done = 0
+    for batch in batches((values(r) for r in records(path, rows)), 2000):
+        if db.dialect == "postgresql":
+            with db.engine.begin() as conn:
+                driver: Any = conn.connection.driver_connection
+                with (
+                    driver.cursor() as cursor,
+                    cursor.copy(f"COPY contacts ({', '.join(columns)}) FROM STDIN") as copy,
+                ):
+                    for row in batch:
+                        copy.write_row((*row[:8], json.dumps(row[8]), *row[9:]))
+        else:
+            with db.engine.begin() as conn:
+                conn.execute(
+                    insert(Contact), [dict(zip(columns, row, strict=True)) for row in batch]
+                )
+        done += len(batch)
+    seconds = time.perf_counter() - started
+    return {"rows": done, "seconds": seconds, "rows_per_second": done / seconds}
+
+
+def measure_bulk_api(db: Database, path: Path, rows: int) -> dict[str, Any]:
+    from fastapi.testclient import TestClient
+
+    from postwise.api.app import create_app
+    from postwise.core.settings import Settings
+
+    with db.system() as session:
+        created = create_workspace(session, "Benchmark")
+    with db.tenant(created.workspace_id) as session:
+        for name, kind in ATTRIBUTES.items():
+            define_attribute(session, "contact", name, kind)
+    app = create_app(Settings(database_url=db.url, log_level="WARNING"), db)
+    client = TestClient(app, headers={"Authorization": f"Bearer {created.api_key}"})
+    started = time.perf_counter()
+    done = 0
+    for batch in batches((as_api_row(r) for r in records(path, rows)), 1000):
+        response = client.post("/api/contacts/bulk", json={"contacts": batch})
+        response.raise_for_status()
+        done += len(batch)
+    seconds = time.perf_counter() - started
+    client.close()
+    return {"rows": done, "seconds": seconds, "rows_per_second": done / seconds}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("kind", choices=("import", "orm", "raw", "bulk_api"))
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--file", type=Path, required=True)
+    parser.add_argument("--rows", type=int, default=None)
+    parser.add_argument("--list", action="store_true", help="import: subscribe to a list")
+    args = parser.parse_args(argv)
+    import logging
+
+    logging.disable(logging.WARNING)
+    db = fresh_database(args.url)
+    try:
+        if args.kind == "import":
+            result = measure_import(db, args.file, args.list)
+        elif args.kind == "orm":
+            result = measure_orm(db, args.file, args.rows or 20_000)
+        elif args.kind == "raw":
+            result = measure_raw(db, args.file, args.rows)
+        else:
+            result = measure_bulk_api(db, args.file, args.rows or 20_000)
+    finally:
+        db.dispose()
+    result["backend"] = db.dialect
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()
