@@ -84,7 +84,9 @@ def import_contacts(
         "'Firma=company.name', 'Seats=attributes.seats'; 'COLUMN=' ignores a column.",
     ),
     report: Path | None = typer.Option(
-        None, "--report", help="Where to write rejected rows (default: FILE.rejected.csv)."
+        None,
+        "--report",
+        help="Where to write rejected rows (default: NAME.rejected.csv beside the file).",
     ),
     encoding: str = typer.Option("auto", "--encoding", help="auto, utf-8 or latin-1."),
     delimiter: str = typer.Option("auto", "--delimiter", help="auto, ',', ';', '|' or tab."),

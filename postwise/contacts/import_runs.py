@@ -1,11 +1,13 @@
 """Import runs: the ``imports`` row behind ``GET /api/imports/{id}``, and the background task.
 
 A run is created ``queued`` (API) or ``running`` (CLI); the importer saves its counts and
-bytes read in the transaction of every batch, so what the API shows always matches what
-is stored. Big uploads run as the job ``contacts.import``: the handler writes nothing
-through the job's own session (on SQLite that session's transaction would hold the
-write lock for the whole import) and commits batch by batch instead, which is safe to
-repeat because imports are idempotent — a retried or taken-over job just runs again.
+bytes read in the transaction of every batch, so progress survives with the batches it
+describes, and the final counts are written when the import ends.
+
+Big uploads run as the job ``contacts.import``. The handler writes nothing through the
+job's own session (on SQLite that session's transaction would hold the write lock for
+the whole import) and commits batch by batch instead, which is safe to repeat because
+imports are idempotent: a retried or taken-over job just runs again.
 """
 
 from __future__ import annotations

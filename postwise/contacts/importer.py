@@ -1,5 +1,7 @@
 """CSV import of contacts: files of any size, in constant memory, applied a batch at a time.
 
+How to use it and what it guarantees: ``docs/imports.md``.
+
 Reading
     The file is read as bytes, one physical line at a time, and never held whole.
     *Encoding*: a UTF-8 byte-order mark means UTF-8. Otherwise the first 64 KiB decide:
