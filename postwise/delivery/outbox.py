@@ -385,7 +385,9 @@ def mark_suppressed(session: Session, row: Claimed, reason: str) -> bool:
     return _settle(session, row, {"status": Status.SUPPRESSED.value, "reason": reason[:64]})
 
 
-def suppress_pending_for_contact(session: Session, contact_id: int, *, marketing_only: bool) -> int:
+def suppress_pending_for_contact(
+    session: Session, contact_id: int, *, marketing_only: bool, list_id: int | None = None
+) -> int:
     """Unsubscribe, bounce or complaint: rows not yet sent never go (leased ones included,
     which makes their worker's ``still_ours`` check fail before the hand-over)."""
     stmt = update(OutboxMessage).where(
@@ -395,6 +397,8 @@ def suppress_pending_for_contact(session: Session, contact_id: int, *, marketing
     )
     if marketing_only:
         stmt = stmt.where(OutboxMessage.kind == "marketing")
+    if list_id is not None:
+        stmt = stmt.where(OutboxMessage.list_id == list_id)
     result = session.execute(
         stmt.values(
             status=Status.SUPPRESSED.value,

@@ -39,6 +39,7 @@ from postwise.contacts.actions import upsert_contacts
 from postwise.contacts.attributes import define_attribute
 from postwise.contacts.companies import create_company
 from postwise.contacts.lists import ConsentInput, create_list, subscribe
+from postwise.delivery import outbox
 from postwise.storage.database import Database
 from postwise.storage.tables import CapturedMessage, Event, Suppression
 from postwise.workspaces.actions import create_api_key, create_workspace
@@ -106,6 +107,9 @@ def seed(db: Database, tag: str) -> Seed:
         s.add(blocked)
         s.flush()
         suppression_id = blocked.id
+        [outbox_id] = outbox.enqueue(
+            s, [outbox.NewMessage(email=out.emails[1], contact_id=bob, data={"t": tag})]
+        )
     out.ids = {
         "contact_id": ann,
         "company_id": company.id,
@@ -115,6 +119,7 @@ def seed(db: Database, tag: str) -> Seed:
         "message_id": message_id,
         "key_id": key.id,
         "suppression_id": suppression_id,
+        "outbox_id": outbox_id,
     }
     return out
 
@@ -129,6 +134,8 @@ class Probe:
 def created(*statuses: int) -> frozenset[int]:
     return frozenset(statuses)
 
+
+INLINE = {"subject": "Hello", "text": "Hi"}
 
 # A valid body per operation that takes one. Collection writes use B's natural keys and
 # must succeed in A; bodies under a path with ids only need to pass validation.
@@ -165,6 +172,10 @@ BODIES: dict[tuple[str, str], Callable[[Seed, Seed], list[Probe]]] = {
     ],
     ("POST", "/api/suppressions"): lambda a, b: [Probe({"email": b.emails[0]}, created(201))],
     ("POST", "/api/privacy/erase"): lambda a, b: [Probe({"email": b.emails[1]}, created(200))],
+    ("POST", "/api/messages"): lambda a, b: [
+        Probe({"contact_id": b.ids["contact_id"], "template": INLINE}, names_b=True),
+    ],
+    ("POST", "/api/lists/{list_id}/send"): lambda a, b: [Probe({"template": INLINE})],
     ("POST", "/api/contacts/{contact_id}/readmit"): lambda a, b: [
         Probe({"source": "api", "text": "yes, again"})
     ],
@@ -175,6 +186,8 @@ NOT_GENERIC: dict[tuple[str, str], str] = {
     ("POST", "/api/imports"): "multipart upload; tests/api/test_imports.py (isolation tests)",
     ("GET", "/api/imports/{import_id}"): "import runs are seeded by uploads; test_imports.py",
     ("GET", "/api/imports/{import_id}/report"): "needs an import with rejects; test_imports.py",
+    ("GET", "/api/outbox/captured/{name}"): "a file of the capture maildir, not a row; "
+    "tests/api/test_messages.py (another workspace's file is 404)",
 }
 
 # A value of each parameter that names nothing anywhere: B's value must get the same answer.

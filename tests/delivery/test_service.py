@@ -28,7 +28,7 @@ INLINE = {"subject": "Hello {{ contact.first_name | default('there') }}", "text"
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     s = Settings(
         data_dir=tmp_path,
-        secret_key="test-secret",  # type: ignore[arg-type]
+        secret_key="test-secret",
         delivery_from_address="news@send.example",
         delivery_bounce_domain="bounce.send.example",
         delivery_postal_address="1 Main St, Springfield",

@@ -12,10 +12,12 @@ from postwise.api.routes import (
     events,
     imports,
     lists,
+    messages,
     operations,
     privacy,
     snippet,
     tracking,
+    unsubscribe,
     workspace,
 )
 
@@ -32,3 +34,5 @@ ROUTERS.append(captured.router)
 ROUTERS.append(workspace.router)
 ROUTERS.append(snippet.router)
 ROUTERS.append(tracking.router)
+ROUTERS.append(messages.router)
+ROUTERS.append(unsubscribe.router)
