@@ -286,7 +286,6 @@ class _Statements:
         self.session = session
         self.ws = tenancy.workspace_of(session)
         self.postgres = session.get_bind().dialect.name == "postgresql"
-        self.batches = 0
 
     def _in(self, column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
         """``column IN values`` with one bound parameter whatever the count: a JSON array,
@@ -319,11 +318,6 @@ class _Statements:
     def _plan(self, rows: Sequence[Row], *, lock: bool = False) -> list[Decision]:
         externals = [row.values["external_id"] for row in rows if row.values.get("external_id")]
         return plan(rows, self._stored([row.values["email"] for row in rows], externals, lock=lock))
-
-    def _due_for_statistics(self) -> bool:
-        """After batches 1, 2, 4, 8, ...: see ``Writer._refresh_statistics``."""
-        self.batches += 1
-        return self.postgres and self.batches & (self.batches - 1) == 0
 
     def _companies(self, domains: set[str], now: datetime) -> dict[str, int]:
         """Create the companies of these business domains if missing.
@@ -380,6 +374,7 @@ class Planner(_Statements):
 
     def __init__(self, session: Session) -> None:
         super().__init__(session)
+        self.batches = 0
         self._claimed: dict[str, None] = {}
         self._companies_made: dict[str, None] = {}
 
@@ -393,7 +388,8 @@ class Planner(_Statements):
         if self.postgres:
             # Scratch data and idempotent inserts: nothing here needs to survive a crash.
             self.session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-            if self._due_for_statistics():
+            self.batches += 1
+            if self.batches & (self.batches - 1) == 0:  # 1, 2, 4, 8, ...
                 self._refresh_statistics(target)
         rows, duplicates = self._claim_emails(rows)
         decisions = self._plan(rows) if rows else []
