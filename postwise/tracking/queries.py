@@ -3,7 +3,7 @@
 Both read through the two indexes the events table has for this: a contact's events by
 ``(workspace_id, contact_id, occurred_at)`` and one event name's by
 ``(workspace_id, name, occurred_at)``. Sessions are tenant sessions, so the workspace
-filter is added by ``storage/tenancy.py``. See docs/tracking.md.
+filter is added by ``storage/tenancy.py``. See docs/tracking-web.md.
 
 Human or machine: an event whose ``properties`` hold ``machine`` (a boolean) and
 ``machine_reason`` (text) is labelled by them (email opens and clicks carry them);

@@ -8,7 +8,7 @@ next id, due at once) and commits: the deletes of one job commit with its comple
 so this also bounds each transaction. When the walk reaches the end of the table, the
 next day's purge is enqueued for 04:00 UTC, keyed by date like ``jobs.cleanup``, and
 ``ensure_purge_scheduled`` (called at worker start) re-seeds the chain if it broke.
-See docs/tracking.md.
+See docs/tracking-web.md.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 The JavaScript lives in ``static/t.js`` (package data); the library version is written
 into it once, at first use, and the ETag is the hash of the result, so a new release
-changes the ETag and browsers fetch the new file after ``max-age``. See docs/tracking.md.
+changes the ETag and browsers fetch the new file after ``max-age``.
+See docs/tracking-web.md.
 """
 
 from __future__ import annotations

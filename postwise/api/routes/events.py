@@ -1,7 +1,8 @@
 """Reading events: a contact's events (``/api/contacts/{id}/events``) and the workspace's
 event catalogue (``/api/events/catalog``) for segment and workflow builders.
 
-Both need ``contacts:read``; queries live in ``tracking/queries.py`` (docs/tracking.md).
+Both need ``contacts:read``; the queries are in ``tracking/queries.py``.
+See docs/tracking-web.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``GET /t.js``: the website tracking snippet customers embed (docs/tracking.md).
+"""``GET /t.js``: the website tracking snippet customers embed; docs/tracking-web.md.
 
 Public and identical for every workspace (the write key is in the page's script tag), so
 it is cacheable by browsers and CDNs; revalidation by ETag answers 304 without a body.

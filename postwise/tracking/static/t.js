@@ -1,4 +1,4 @@
-/*! Postwise website tracking (docs/tracking.md). No dependencies, ES2017.
+/*! Postwise website tracking (docs/tracking-web.md). No dependencies, ES2017.
  *
  * <script src="https://POSTWISE_HOST/t.js" data-write-key="pw_wk_..." async></script>
  *
