@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import typer
 
-from postwise.cli import contacts, database, demo, imports, privacy, runtime, worker, workspaces
+from postwise.cli import (
+    contacts,
+    database,
+    demo,
+    imports,
+    messages,
+    privacy,
+    runtime,
+    worker,
+    workspaces,
+)
 
 app = typer.Typer(
     help="Postwise: self-hosted B2B email platform.", no_args_is_help=True, add_completion=False
@@ -19,6 +29,8 @@ app.add_typer(demo.demo_app, name="demo")
 app.add_typer(privacy.suppress_app, name="suppress")
 app.add_typer(imports.import_app, name="import")
 app.add_typer(imports.export_app, name="export")
+app.add_typer(messages.dkim_app, name="dkim")
+app.add_typer(messages.template_app, name="template")
 app.command()(runtime.serve)
 app.command()(runtime.run)
 worker.register(app)

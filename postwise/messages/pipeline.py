@@ -177,6 +177,23 @@ class MessageBuilder:
         delivery: Delivery,
     ) -> BuiltMessage:
         """Raises ValidationFailed (template errors, bad addresses): a permanent failure."""
+        draft = self.run(template, recipient, sender, delivery)
+        return BuiltMessage(
+            message_id=draft.message_id,
+            mail_from=draft.mail_from,
+            rcpt=draft.rcpt,
+            data=draft.data,
+            links=draft.links,
+        )
+
+    def run(
+        self,
+        template: CompiledTemplate,
+        recipient: Recipient,
+        sender: Sender,
+        delivery: Delivery,
+    ) -> Draft:
+        """Every stage, keeping the intermediate parts (previews show them)."""
         draft = Draft(
             template=template,
             recipient=recipient,
@@ -190,13 +207,7 @@ class MessageBuilder:
         )
         for stage in self.stages:
             draft = stage(draft)
-        return BuiltMessage(
-            message_id=draft.message_id,
-            mail_from=draft.mail_from,
-            rcpt=draft.rcpt,
-            data=draft.data,
-            links=draft.links,
-        )
+        return draft
 
 
 def build_message(

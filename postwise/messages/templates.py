@@ -48,8 +48,30 @@ PARTS = ("subject", "preheader", "html", "text")
 MAX_SOURCE_CHARS = 512 * 1024
 
 
+class _Environment(ImmutableSandboxedEnvironment):
+    """On a mapping, ``x.key`` and ``x['key']`` mean the key only, never a method.
+
+    Stock Jinja resolves ``data.items`` to ``dict.items`` (and ``data['items']``, when the
+    key is missing, to the method too), so an abandoned-cart template would iterate a
+    method. Iterate a mapping with the ``items`` or ``dictsort`` filters instead.
+    """
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, Mapping):
+            return self.getitem(obj, attribute)
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        if isinstance(obj, Mapping):
+            try:
+                return obj[argument]
+            except (KeyError, TypeError):
+                return self.undefined(obj=obj, name=argument)
+        return super().getitem(obj, argument)
+
+
 def _environment(autoescape: bool) -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
+    env = _Environment(
         autoescape=autoescape,
         undefined=StrictUndefined,
         keep_trailing_newline=True,

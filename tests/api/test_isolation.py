@@ -40,6 +40,7 @@ from postwise.contacts.attributes import define_attribute
 from postwise.contacts.companies import create_company
 from postwise.contacts.lists import ConsentInput, create_list, subscribe
 from postwise.delivery import outbox
+from postwise.messages.store import TemplateInput, create_template
 from postwise.storage.database import Database
 from postwise.storage.tables import CapturedMessage, Event, Suppression
 from postwise.workspaces.actions import create_api_key, create_workspace
@@ -107,6 +108,14 @@ def seed(db: Database, tag: str) -> Seed:
         s.add(blocked)
         s.flush()
         suppression_id = blocked.id
+        template = create_template(
+            s,
+            TemplateInput(
+                name=f"{tag} welcome",
+                subject=f"{tag} hello {{{{ contact.first_name }}}}",
+                html=f"<p>{tag}</p>",
+            ),
+        )
         [outbox_id] = outbox.enqueue(
             s, [outbox.NewMessage(email=out.emails[1], contact_id=bob, data={"t": tag})]
         )
@@ -119,6 +128,7 @@ def seed(db: Database, tag: str) -> Seed:
         "message_id": message_id,
         "key_id": key.id,
         "suppression_id": suppression_id,
+        "template_id": template.id,
         "outbox_id": outbox_id,
     }
     return out
@@ -172,6 +182,16 @@ BODIES: dict[tuple[str, str], Callable[[Seed, Seed], list[Probe]]] = {
     ],
     ("POST", "/api/suppressions"): lambda a, b: [Probe({"email": b.emails[0]}, created(201))],
     ("POST", "/api/privacy/erase"): lambda a, b: [Probe({"email": b.emails[1]}, created(200))],
+    ("POST", "/api/templates"): lambda a, b: [
+        Probe({"name": f"{b.lists[0]} welcome", "subject": "Hi", "html": "<p>x</p>"}, created(201))
+    ],
+    ("POST", "/api/templates/validate"): lambda a, b: [
+        Probe({"name": "check", "subject": "Hi", "html": "<p>x</p>"}, created(200))
+    ],
+    ("PATCH", "/api/templates/{template_id}"): lambda a, b: [Probe({"subject": "Mallory"})],
+    ("POST", "/api/templates/{template_id}/preview"): lambda a, b: [
+        Probe({"contact_id": b.ids["contact_id"]}, names_b=True)
+    ],
     ("POST", "/api/messages"): lambda a, b: [
         Probe({"contact_id": b.ids["contact_id"], "template": INLINE}, names_b=True),
     ],

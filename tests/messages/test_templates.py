@@ -150,3 +150,18 @@ def test_mjml_compiles_at_save() -> None:
 def test_multiline_subject_is_refused() -> None:
     errors = validate_template(TemplateSource(subject="a\nBcc: x@y", html="<p>x</p>"))
     assert ("subject", "invalid_header") in {(e.field, e.code) for e in errors}
+
+
+def test_mapping_keys_win_over_methods() -> None:
+    template = compile_template(
+        TemplateSource(
+            subject="{{ data.items | length }} items",
+            html="{% for i in data.items %}{{ i }}{% endfor %}"
+            "|{{ data['keys'] | default('none') }}",
+        )
+    )
+    parts = template.render({**CTX, "data": {"items": ["a", "b"]}})
+    assert parts.subject == "2 items" and parts.html == "ab|none"
+    with pytest.raises(ValidationFailed) as err:
+        template.render({**CTX, "data": {}})
+    assert err.value.code == "template_undefined"

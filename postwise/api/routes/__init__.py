@@ -16,6 +16,7 @@ from postwise.api.routes import (
     operations,
     privacy,
     snippet,
+    templates,
     tracking,
     unsubscribe,
     workspace,
@@ -26,6 +27,7 @@ ROUTERS.append(contacts.router)
 ROUTERS.append(events.router)
 ROUTERS.append(companies.router)
 ROUTERS.append(lists.router)
+ROUTERS.append(templates.router)
 ROUTERS.append(imports.router)
 ROUTERS.append(attributes.router)
 ROUTERS.append(privacy.router)
