@@ -9,6 +9,7 @@ from postwise.cli import (
     database,
     demo,
     imports,
+    outbox,
     messages,
     privacy,
     runtime,
@@ -31,6 +32,8 @@ app.add_typer(imports.import_app, name="import")
 app.add_typer(imports.export_app, name="export")
 app.add_typer(messages.dkim_app, name="dkim")
 app.add_typer(messages.template_app, name="template")
+app.add_typer(outbox.outbox_app, name="outbox")
+app.command()(outbox.send)
 app.command()(runtime.serve)
 app.command()(runtime.run)
 worker.register(app)

@@ -197,6 +197,7 @@ def _panel(settings: Settings, db: Database, api: str, smtp: str, demo: DemoAcce
 def _start_worker(db: Database, settings: Settings) -> Worker:
     """The tasks and daily housekeeping of ``postwise worker``, on a thread of this process."""
     from postwise.cli.worker import TASK_MODULES
+    from postwise.delivery import service as delivery_service
     from postwise.jobs import builtin
     from postwise.jobs.runner import Worker
     from postwise.tracking import retention
@@ -205,6 +206,7 @@ def _start_worker(db: Database, settings: Settings) -> Worker:
         importlib.import_module(name)
     with db.system() as session:
         builtin.ensure_cleanup_scheduled(session)
+        delivery_service.kick(session)  # mail left queued by the last run goes out
         retention.ensure_purge_scheduled(session)
     worker = Worker(db, settings=settings)
     worker.start_in_thread()

@@ -17,6 +17,7 @@ from postwise.core.clock import utcnow
 # Modules whose import registers the tasks every worker must know.
 TASK_MODULES: tuple[str, ...] = (
     "postwise.jobs.builtin",
+    "postwise.delivery.service",
     "postwise.contacts.import_runs",
     "postwise.tracking.retention",
 )

@@ -76,8 +76,8 @@ class Settings(BaseSettings):
     delivery_global_per_second: float = Field(default=500.0, gt=0)
     delivery_other_per_minute: float = Field(default=60.0, gt=0)
     delivery_other_connections: int = Field(default=2, ge=1)
-    delivery_from_address: str = "postwise@localhost"
-    delivery_bounce_domain: str = "localhost"
+    delivery_from_address: str = "postwise@postwise.test"
+    delivery_bounce_domain: str = "bounce.postwise.test"
     delivery_postal_address: str = ""
 
     def resolved_database_url(self) -> str:
