@@ -12,6 +12,7 @@ import sys
 
 SUITES = {
     "imports": "benchmarks.imports",  # CSV import (SQLite, PostgreSQL) and the bulk API
+    "tracking": "benchmarks.tracking_ingest",  # /v1/batch beside a bare JSON endpoint
 }
 
 

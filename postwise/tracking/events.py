@@ -13,6 +13,7 @@ the event name for ``track``, ``"Page Viewed"`` for ``page`` and ``"Screen Viewe
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,6 +33,9 @@ FIXED_NAMES = {
 MAX_ID = 255  # the width of the id and name columns
 # A client clock may be wrong, but a correction beyond this is a broken sentAt, not skew.
 MAX_SKEW = timedelta(days=365)
+_ASCII_JSON = json.JSONEncoder(separators=(",", ":"))
+_UTF8_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # an escaped NUL, not an escaped backslash
 
 
 @dataclass(frozen=True)
@@ -166,8 +170,13 @@ def _one(
             problems.add("type", "invalid_type", f"type must be one of: {', '.join(TYPES)}")
             return None
         kind = str(declared)
-    if len(json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode()) > MAX_EVENT_BYTES:
+    text = _ASCII_JSON.encode(raw)
+    # Escaped non-ASCII is longer than its UTF-8, so only a long event needs the exact size.
+    if len(text) > MAX_EVENT_BYTES and len(_UTF8_JSON.encode(raw).encode()) > MAX_EVENT_BYTES:
         problems.add(None, "event_too_large", f"the event is over {MAX_EVENT_BYTES} bytes")
+        return None
+    if "\\u0000" in text and _NUL.search(text):  # PostgreSQL stores no NUL in text or jsonb
+        problems.add(None, "invalid_character", "the event contains a NUL character (\\u0000)")
         return None
     user_id = _identifier(raw, "userId", problems)
     anonymous_id = _identifier(raw, "anonymousId", problems)

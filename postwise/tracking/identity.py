@@ -100,9 +100,13 @@ class Resolver:
                 if user_id not in resolver.by_user and as_email in by_email:
                     resolver.by_user[user_id] = by_email[as_email]
         if anonymous_ids:
-            rows = session.execute(
-                select(Identity.anonymous_id, Identity.contact_id).where(
-                    Identity.anonymous_id.in_(anonymous_ids), Identity.contact_id.is_not(None)
+            # Core on the hot path (every batch): the workspace filter is written out here.
+            table = Identity.__table__.c
+            rows = session.connection().execute(
+                select(table.anonymous_id, table.contact_id).where(
+                    table.workspace_id == workspace_of(session),
+                    table.anonymous_id.in_(anonymous_ids),
+                    table.contact_id.is_not(None),
                 )
             )
             resolver.by_anonymous = {a: c for a, c in rows if c is not None}

@@ -144,7 +144,8 @@ def test_a_batch_with_bad_events_names_each_and_stores_nothing(
         "not an object",
         {"type": "group", "userId": "u"},
         {"type": "alias", "previousId": "a"},
-        {"type": "track", "userId": "u", "event": "Fine"},
+        {"type": "track", "userId": "u", "event": "Nul", "properties": {"x": "a\x00b"}},
+        {"type": "track", "userId": "u", "event": "Fine", "properties": {"x": "\\u0000"}},
     )
     body = assert_error(response, 400, "missing_identity")
     found = {(e["index"], e["code"]) for e in body["errors"]}
@@ -158,6 +159,7 @@ def test_a_batch_with_bad_events_names_each_and_stores_nothing(
         (7, "invalid_type"),
         (8, "missing_group_id"),
         (9, "missing_identity"),
+        (10, "invalid_character"),
     }
     assert "batch[1]" in body["message"]
     assert count(db, acme.workspace_id) == 0
@@ -257,3 +259,12 @@ def test_rate_limit_is_per_write_key(
         assert z.batch(*[call] * 5).status_code == 200  # another key is not starved
     assert count(db, acme.workspace_id) == 5
     assert count(db, zebra.workspace_id) == 5
+
+
+def test_text_that_merely_reads_backslash_u0000_is_stored(
+    tracker: Tracker, db: Database, acme: NewWorkspace
+) -> None:
+    call = {"userId": "u", "event": "E", "properties": {"note": "\\u0000", "emoji": "é✓"}}
+    assert tracker.post("/v1/track", call).status_code == 200
+    [event] = events(db, acme.workspace_id)
+    assert event.properties == {"note": "\\u0000", "emoji": "é✓"}

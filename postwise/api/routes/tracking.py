@@ -11,6 +11,7 @@ import base64
 import binascii
 import json
 import math
+import time
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -117,9 +118,37 @@ def _store(db: Database, workspace_id: int, calls: list[Call], received_at: Any)
         ingest(session, calls, received_at=received_at)
 
 
-def _write_key(db: Database, key: str) -> int:
-    with db.system() as session:
-        return authenticate(session, key, kind="write").workspace_id
+class _WriteKeys:
+    """Write key -> workspace, remembered for ``TTL`` seconds: a batch costs no key query.
+
+    A revoked key therefore keeps working on /v1 for up to ``TTL`` seconds per process.
+    """
+
+    TTL = 10.0
+
+    def __init__(self) -> None:
+        self._known: dict[str, tuple[int, float]] = {}
+
+    def cached(self, key: str) -> int | None:
+        found = self._known.get(key)
+        if found is None or found[1] < time.monotonic():
+            return None
+        return found[0]
+
+    def lookup(self, db: Database, key: str) -> int:
+        with db.system() as session:
+            workspace_id = authenticate(session, key, kind="write").workspace_id
+        if len(self._known) > 10_000:
+            self._known.clear()
+        self._known[key] = (workspace_id, time.monotonic() + self.TTL)
+        return workspace_id
+
+
+def _write_keys(request: Request) -> _WriteKeys:
+    keys: _WriteKeys | None = getattr(request.app.state, "tracking_write_keys", None)
+    if keys is None:
+        keys = request.app.state.tracking_write_keys = _WriteKeys()
+    return keys
 
 
 async def _handle(request: Request, kind: str | None) -> JSONResponse:
@@ -135,7 +164,10 @@ async def _handle(request: Request, kind: str | None) -> JSONResponse:
                 code="missing_write_key",
             )
         db: Database = request.app.state.db
-        workspace_id = await run_in_threadpool(_write_key, db, key)
+        keys = _write_keys(request)
+        workspace_id = keys.cached(key)
+        if workspace_id is None:
+            workspace_id = await run_in_threadpool(keys.lookup, db, key)
         items = payload.get("batch") if kind is None and isinstance(payload, dict) else [payload]
         cost = len(items) if isinstance(items, list) else 1
         wait = _limiter(request).take(key, max(cost, 1))
