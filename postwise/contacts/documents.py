@@ -20,6 +20,7 @@ from postwise.storage.tables import (
     ListMembership,
     MailingList,
 )
+from postwise.tracking.actors import actor
 
 CONTACT_COLUMNS = (
     "id", "email", "external_id", "first_name", "last_name", "job_title", "seniority",
@@ -49,10 +50,13 @@ def company_dict(company: Company) -> dict[str, Any]:
 
 
 def event_dict(event: Event) -> dict[str, Any]:
+    label, reason = actor(event.properties)
     return {
         "id": event.id,
         "type": event.type,
         "name": event.name,
+        "actor": label,
+        "actor_reason": reason,
         "properties": event.properties,
         "context": event.context,
         "anonymous_id": event.anonymous_id,
@@ -119,14 +123,17 @@ def timeline(session: Session, contact_id: int, limit: int = 50) -> list[dict[st
             "kind": "event",
             "type": e.type,
             "name": e.name,
+            "actor": label,
+            "actor_reason": reason,
             "properties": e.properties,
         }
         for e in session.scalars(
             select(Event)
             .where(Event.contact_id == contact_id)
-            .order_by(Event.occurred_at.desc())
+            .order_by(Event.occurred_at.desc(), Event.id.desc())
             .limit(limit)
         )
+        for label, reason in [actor(e.properties)]
     ]
     entries.sort(key=lambda entry: entry["at"], reverse=True)
     return [{**entry, "at": _iso(entry["at"])} for entry in entries[:limit]]

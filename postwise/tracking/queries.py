@@ -3,12 +3,8 @@
 Both read through the two indexes the events table has for this: a contact's events by
 ``(workspace_id, contact_id, occurred_at)`` and one event name's by
 ``(workspace_id, name, occurred_at)``. Sessions are tenant sessions, so the workspace
-filter is added by ``storage/tenancy.py``. See docs/tracking-web.md.
-
-Human or machine: an event whose ``properties`` hold ``machine`` (a boolean) and
-``machine_reason`` (text) is labelled by them (email opens and clicks carry them);
-``event_dict`` lifts them to ``actor`` (``human``/``machine``) and ``actor_reason`` so
-every reader shows the label the same way. Other events have ``actor`` ``None``.
+filter is added by ``storage/tenancy.py``. Each event shows ``actor`` and ``actor_reason``
+(human or machine, ``tracking/actors.py``). See docs/tracking-web.md.
 """
 
 from __future__ import annotations
@@ -28,25 +24,15 @@ from postwise.contacts.actions import get_contact
 from postwise.core import clock
 from postwise.core.errors import ValidationFailed
 from postwise.storage.tables import Event
+from postwise.tracking.actors import actor
 
-MACHINE_KEY = "machine"
-MACHINE_REASON_KEY = "machine_reason"
 RECENT_DAYS = 30
 DEFAULT_SAMPLE = 100
 MAX_SAMPLE = 1000
 
 
-def actor(properties: dict[str, Any]) -> tuple[str | None, str | None]:
-    """("human" | "machine" | None, reason) from an event's properties."""
-    flag = properties.get(MACHINE_KEY)
-    if not isinstance(flag, bool):
-        return None, None
-    reason = properties.get(MACHINE_REASON_KEY)
-    return ("machine" if flag else "human"), (reason if isinstance(reason, str) else None)
-
-
 def event_dict(event: Event) -> dict[str, Any]:
-    label, reason = actor(event.properties or {})
+    label, reason = actor(event.properties)
     return {
         "id": event.id,
         "type": event.type,

@@ -121,10 +121,15 @@ def test_machine_labels_are_lifted_from_properties(
         ("human", None),
         ("machine", "apple_mpp"),
     ]
-    # The contact's timeline shows the same events with their label in properties.
+    # The contact's timeline and its latest events show the same labels.
     timeline = api.get(f"/api/contacts/{ann}/timeline").json()["data"]
-    opened = next(e for e in timeline if e["kind"] == "event" and e["name"] == "Email Opened")
-    assert opened["properties"]["machine"] is True
+    labels = [(e["name"], e["actor"], e["actor_reason"]) for e in timeline if e["kind"] == "event"]
+    assert labels == [("Email Clicked", "human", None), ("Email Opened", "machine", "apple_mpp")]
+    latest = api.get(f"/api/contacts/{ann}").json()["latest_events"]
+    assert [(e["actor"], e["actor_reason"]) for e in latest] == [
+        ("human", None),
+        ("machine", "apple_mpp"),
+    ]
 
 
 def test_bad_cursors_and_unknown_contacts_are_refused(

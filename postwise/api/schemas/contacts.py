@@ -99,6 +99,10 @@ class EventOut(BaseModel):
     id: int
     type: str
     name: str
+    actor: Literal["human", "machine"] | None = Field(
+        description="Who caused it, when the event is labelled (email opens and clicks)."
+    )
+    actor_reason: str | None = Field(description="Why, e.g. apple_mpp or security_scanner.")
     properties: dict[str, Any]
     context: dict[str, Any]
     anonymous_id: str | None
@@ -126,6 +130,10 @@ class EventEntry(BaseModel):
     kind: Literal["event"]
     type: str
     name: str
+    actor: Literal["human", "machine"] | None = Field(
+        description="Who caused it, when the event is labelled (email opens and clicks)."
+    )
+    actor_reason: str | None = Field(description="Why, e.g. apple_mpp or security_scanner.")
     properties: dict[str, Any]
 
 
