@@ -77,7 +77,10 @@ def rewrite_links(draft: Draft) -> Draft:
         draft.html = _HREF.sub(in_html, draft.html)
     if draft.text and (track or utm):
         draft.text = _TEXT_URL.sub(in_text, draft.text)
-    if track and draft.html:
+    opens = (
+        delivery.track_opens if delivery.track_opens is not None else delivery.kind == "marketing"
+    )
+    if track and opens and draft.html:
         token = draft.tokens.sign(TokenKind.OPEN, delivery.message_id)
         pixel = (
             f'<img src="{escape(draft.sender.base_url.rstrip("/"))}/o/{token}" width="1" '

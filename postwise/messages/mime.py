@@ -21,8 +21,8 @@ def _with_preheader(html: str, preheader: str) -> str:
     if not preheader:
         return html
     hidden = (
-        '<div style="display:none;font-size:1px;line-height:1px;max-height:0;max-width:0;'
-        f'opacity:0;overflow:hidden">{escape(preheader)}</div>'
+        '<div style="display:none;max-height:0;overflow:hidden;mso-hide:all">'
+        f"{escape(preheader)}</div>"
     )
     match = _BODY_OPEN.search(html)
     if match is None:

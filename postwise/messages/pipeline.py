@@ -81,6 +81,9 @@ class Delivery:
     utm: Mapping[str, str] | None = None  # e.g. {"utm_source": "postwise", ...}
     data: Mapping[str, Any] = field(default_factory=dict)  # event properties, API data
     extra_headers: tuple[tuple[str, str], ...] = ()  # e.g. X-Postwise-Workspace
+    # The open pixel; None: marketing mail only (a receipt's opens are nobody's business,
+    # and an image in a short message costs spam score: SpamAssassin's HTML_IMAGE_ONLY_*).
+    track_opens: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -182,8 +182,10 @@ def _protect(source: str, *, comments: bool) -> tuple[str, dict[str, str], str]:
     return _JINJA_TAG.sub(swap, source), tags, nonce
 
 
-def _restore(text: str, tags: dict[str, str], nonce: str) -> str | None:
-    """Put the tags back; ``None`` when a tool dropped or duplicated a marker."""
+def _restore(
+    text: str, tags: dict[str, str], nonce: str, *, allow_missing: bool = False
+) -> str | None:
+    """Put the tags back; ``None`` when a tool duplicated (or, unless allowed, dropped) one."""
     pattern = re.compile(rf"(?:<!--|&lt;!--)?(pwj{nonce}x[0-9]+x)(?:-->|--&gt;)?")
     seen: set[str] = set()
     ok = True
@@ -198,7 +200,7 @@ def _restore(text: str, tags: dict[str, str], nonce: str) -> str | None:
         return tags[marker]
 
     restored = pattern.sub(back, text)
-    if not ok or seen != set(tags):
+    if not ok or (seen != set(tags) and not allow_missing):
         return None
     return restored
 
@@ -228,8 +230,16 @@ def inline_css(html: str) -> str:
     return restored
 
 
+_CELL_END = re.compile(r"</t[dh]\s*>", re.I)
+_INVISIBLE = re.compile(r"<(head|style|script|title)\b.*?</\1\s*>|<!--.*?-->", re.S | re.I)
+
+
 def html_to_text(html: str) -> str:
-    """A readable plain-text part from the HTML (html2text), Jinja tags kept."""
+    """A readable plain-text part from the HTML (html2text), Jinja tags kept.
+
+    What a reader never sees (head, style, comments) is dropped first, and with it any
+    tag inside; tags html2text drops with an attribute (an image's alt) go too.
+    """
     protected, tags, nonce = _protect(html, comments=False)
     converter = html2text.HTML2Text()
     converter.body_width = 0
@@ -238,15 +248,10 @@ def html_to_text(html: str) -> str:
     converter.ignore_tables = True
     converter.unicode_snob = True
     converter.single_line_break = False
-    text = converter.handle(protected)
-    restored = _restore(text, tags, nonce)
-    if restored is None:  # a marker inside something html2text drops (a <style>, an image)
-        kept = _restore(
-            converter.handle(re.sub(r"<style.*?</style>", "", protected, flags=re.S | re.I)),
-            tags,
-            nonce,
-        )
-        restored = kept if kept is not None else ""
+    visible = _CELL_END.sub(r"\g<0> ", _INVISIBLE.sub("", protected))  # cells apart
+    text = converter.handle(visible)
+    restored = _restore(text, tags, nonce, allow_missing=True)
+    assert restored is not None  # only duplicates fail, and html2text does not copy text
     lines = "\n".join(line.rstrip() for line in restored.splitlines())
     return re.sub(r"\n{3,}", "\n\n", lines).strip() + "\n"
 
@@ -406,10 +411,11 @@ def compile_template(
             "html": HTML_ENV.from_string(html),
             "text": TEXT_ENV.from_string(text),
         }
-    except TemplateSyntaxError as exc:  # the derived text or inlined HTML broke a tag
+    except TemplateSyntaxError as exc:  # the derived text lost half of a tag pair
         raise ValidationFailed(
-            f"The template could not be prepared: {exc.message}",
-            code="template_syntax",
-            field=f"html:{exc.lineno}",
+            "The plain-text part cannot be derived from this HTML (a {% %} tag sits where "
+            f"text conversion drops it: {exc.message}); give the text part explicitly.",
+            code="text_part_required",
+            field="text",
         ) from None
     return compiled
