@@ -3,9 +3,9 @@
 A token is ``hex(kind || varints || mac)``: lower case, so it survives mail systems
 that fold the case of a VERP local part, and encoded in C (base32 is pure Python).
 ``kind`` separates purposes: a click token cannot be replayed as an unsubscribe token.
-The MAC is 80 bits of
-HMAC-SHA256 under a key derived from ``POSTWISE_SECRET_KEY``; any change to a token,
-including a truncation, makes ``verify`` return ``None``. See docs/messages.md.
+The MAC is 80 bits of HMAC-SHA256 under a key derived from ``POSTWISE_SECRET_KEY``; any
+change to a token, including a truncation, makes ``verify`` return ``None``.
+See docs/messages.md.
 """
 
 from __future__ import annotations
