@@ -35,7 +35,13 @@ def raw_message(rcpt: str, n: int = 0, size: int = 200) -> bytes:
 
 
 def queue_raw(
-    db: Database, ws: int, emails: list[str], *, kind: str = "transactional", **extra: object
+    db: Database,
+    ws: int,
+    emails: list[str],
+    *,
+    kind: str = "transactional",
+    size: int = 200,
+    **extra: object,
 ) -> list[int]:
     with db.tenant(ws) as s:
         return outbox.enqueue(
@@ -44,7 +50,7 @@ def queue_raw(
                 outbox.NewMessage(
                     email=e,
                     kind=kind,
-                    raw=raw_message(e, i),
+                    raw=raw_message(e, i, size),
                     mail_from="bounces@send.example",
                     message_id=f"<m{i}.{e}@send.example>",
                     **extra,  # type: ignore[arg-type]
