@@ -13,6 +13,7 @@ import sys
 SUITES = {
     "imports": "benchmarks.imports",  # CSV import (SQLite, PostgreSQL) and the bulk API
     "tracking": "benchmarks.tracking_ingest",  # /v1/batch beside a bare JSON endpoint
+    "messages": "benchmarks.message_build",  # building one message, stage by stage
 }
 
 
