@@ -335,3 +335,34 @@ def test_required_consent_holds_everything_until_given(
     nothing_sent(again, postwise)
     assert len(events(postwise.db, ws)) == 3
     context.close()
+
+
+def test_events_survive_leaving_the_page_and_json_posts_pass_the_preflight(
+    browser: Any, postwise: Postwise, site: SiteFactory
+) -> None:
+    ws = postwise.workspace.workspace_id
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(site(""))
+    page.wait_for_function("window.postwise && window.postwise.loaded === true")
+    # Click and leave at once, long before the flush timer: the beacon on pagehide carries it.
+    page.click("#download")
+    page.goto(site(""))
+    wait_for(
+        lambda: "Lead Magnet Downloaded" in {e.name for e in events(postwise.db, ws)},
+        "the event sent as the page was left",
+    )
+
+    # A page calling /v1 itself with JSON and Basic auth triggers a CORS preflight.
+    status = page.evaluate(
+        """([host, key]) => fetch(host + "/v1/track", {
+            method: "POST",
+            headers: {"Content-Type": "application/json",
+                      "Authorization": "Basic " + btoa(key + ":")},
+            body: JSON.stringify({event: "Checkout Started", anonymousId: "direct-1"}),
+        }).then((r) => r.status)""",
+        [postwise.url, postwise.workspace.write_key],
+    )
+    assert status == 200
+    assert "direct-1" in {e.anonymous_id for e in events(postwise.db, ws)}
+    context.close()
