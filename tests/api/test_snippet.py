@@ -9,21 +9,40 @@ from postwise.tracking.snippet import VERSION_MARK, etag_matches, snippet
 
 
 def test_the_snippet_is_javascript_with_a_validator(api: TestClient) -> None:
-    response = api.get("/t.js")
+    response = api.get("/t.js", headers={"Accept-Encoding": "identity"})
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/javascript; charset=utf-8"
     assert response.headers["cache-control"] == "public, max-age=3600"
     assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["vary"] == "Accept-Encoding"
+    assert "content-encoding" not in response.headers
     etag = response.headers["etag"]
-    assert etag == snippet().etag and etag.startswith('"')
+    assert etag == snippet().plain.etag and etag.startswith('"')
     body = response.text
     assert f'version: "{__version__}"' in body and VERSION_MARK not in body
     assert "window.postwise" in body and "/v1/batch" in body
 
-    again = api.get("/t.js", headers={"If-None-Match": f'W/{etag}, "other"'})
+    again = api.get(
+        "/t.js", headers={"If-None-Match": f'W/{etag}, "other"', "Accept-Encoding": "identity"}
+    )
     assert again.status_code == 304 and again.content == b""
     assert again.headers["etag"] == etag
     assert api.get("/t.js", headers={"If-None-Match": '"stale"'}).status_code == 200
+
+
+def test_gzip_is_served_to_clients_that_take_it(api: TestClient) -> None:
+    plain = api.get("/t.js", headers={"Accept-Encoding": "identity"})
+    for accept in ("gzip", "br, gzip;q=0.5", "*"):
+        response = api.get("/t.js", headers={"Accept-Encoding": accept})
+        assert response.headers["content-encoding"] == "gzip", accept
+        assert response.content == plain.content  # httpx decodes it
+        assert response.headers["etag"] != plain.headers["etag"]
+        assert int(response.headers["content-length"]) < len(plain.content) / 2
+    refused = api.get("/t.js", headers={"Accept-Encoding": "gzip;q=0, br"})
+    assert "content-encoding" not in refused.headers
+    etag = snippet().gzipped.etag
+    cached = api.get("/t.js", headers={"Accept-Encoding": "gzip", "If-None-Match": etag})
+    assert cached.status_code == 304 and cached.headers["etag"] == etag
 
 
 def test_etag_comparison_is_weak_and_lists_are_split() -> None:

@@ -29,14 +29,18 @@ MAX_AGE_SECONDS = 3600
 )
 def tracking_snippet(
     if_none_match: Annotated[str | None, Header(include_in_schema=False)] = None,
+    accept_encoding: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
-    current = snippet()
+    chosen = snippet().for_request(accept_encoding)
     headers = {
-        "ETag": current.etag,
+        "ETag": chosen.etag,
         "Cache-Control": f"public, max-age={MAX_AGE_SECONDS}",
+        "Vary": "Accept-Encoding",
         "Access-Control-Allow-Origin": "*",
         "X-Content-Type-Options": "nosniff",
     }
-    if etag_matches(if_none_match, current.etag):
+    if etag_matches(if_none_match, chosen.etag):
         return Response(status_code=304, headers=headers)
-    return Response(current.body, media_type=JAVASCRIPT, headers=headers)
+    if chosen.encoding:
+        headers["Content-Encoding"] = chosen.encoding
+    return Response(chosen.body, media_type=JAVASCRIPT, headers=headers)
