@@ -98,14 +98,13 @@ def address(value: str, *, field: str = "email") -> str:
             code="invalid_email",
             field=field,
         )
-    try:
-        ascii_domain = idna.encode(domain.rstrip("."), uts46=True).decode("ascii")
-    except (idna.IDNAError, UnicodeError):
+    ascii_domain = _ascii_domain(domain)
+    if ascii_domain is None:
         raise ValidationFailed(
             f"The domain of {value!r} is not a valid domain name.",
             code="invalid_email",
             field=field,
-        ) from None
+        )
     if "." not in ascii_domain:
         raise ValidationFailed(f"{value!r} has no full domain.", code="invalid_email", field=field)
     return f"{local}@{ascii_domain}"

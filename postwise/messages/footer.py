@@ -32,8 +32,9 @@ def add_footer(draft: Draft) -> Draft:
             f"{'<br>'.join(escape(line) for line in postal.splitlines())}<br>"
             f'<a href="{html_url}" style="color:#666666">Unsubscribe</a></div>'
         )
-        lower = draft.html.lower()
-        at = lower.rfind("</body>")
+        at = draft.html.rfind("</body>")
+        if at < 0:
+            at = draft.html.lower().rfind("</body>")
         draft.html = draft.html + block if at < 0 else draft.html[:at] + block + draft.html[at:]
     if draft.text and (url not in draft.text or postal.split("\n")[0] not in draft.text):
         draft.text = f"{draft.text.rstrip()}\n\n--\n{postal}\nUnsubscribe: {url}\n"

@@ -46,7 +46,7 @@ def rewrite_links(draft: Draft) -> Draft:
     if utm and delivery.campaign and "utm_campaign" not in utm:
         utm["utm_campaign"] = delivery.campaign
     utm_items = tuple(utm.items())
-    index: dict[str, int] = {}
+    rewritten: dict[str, str] = {}  # final URL -> tracking URL; one index per URL
     links = draft.links
 
     def target(url: str) -> str | None:
@@ -55,12 +55,12 @@ def rewrite_links(draft: Draft) -> Draft:
         final = _add_utm(url, utm_items) if utm_items else url
         if not track:
             return final if final != url else None
-        at = index.get(final)
-        if at is None:
-            at = index[final] = len(links)
+        found = rewritten.get(final)
+        if found is None:
+            assert draft.rewriter is not None
+            found = rewritten[final] = draft.rewriter(delivery.message_id, len(links), final)
             links.append(final)
-        assert draft.rewriter is not None
-        return draft.rewriter(delivery.message_id, at, final)
+        return found
 
     def in_html(match: re.Match[str]) -> str:
         new = target(unescape(match.group(3)).strip())

@@ -64,7 +64,7 @@ class TokenSigner:
         self._key = hmac.new(secret, b"postwise/tracking-tokens", hashlib.sha256).digest()
 
     def _mac(self, payload: bytes) -> bytes:
-        return hmac.new(self._key, payload, hashlib.sha256).digest()[:_MAC_BYTES]
+        return hmac.digest(self._key, payload, "sha256")[:_MAC_BYTES]
 
     def sign(self, kind: TokenKind, *values: int) -> str:
         if not 0 < len(values) <= _MAX_VALUES:
