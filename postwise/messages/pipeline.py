@@ -18,12 +18,14 @@ See docs/messages.md.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from postwise.core.clock import utcnow
+from postwise.core.errors import ValidationFailed
 from postwise.messages.templates import CompiledTemplate
 from postwise.tracking.tokens import TokenKind, TokenSigner
 
@@ -69,6 +71,38 @@ class Recipient:
     tracking_consent: bool = False  # no click/open tracking without it
 
 
+_CID = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]{1,100}@[A-Za-z0-9.-]{1,100}")
+_IMAGE_TYPE = re.compile(r"image/[a-z0-9][a-z0-9.+-]{0,60}")
+
+
+@dataclass(frozen=True)
+class InlineImage:
+    """An image the HTML shows as ``<img src="cid:{cid}">`` (multipart/related)."""
+
+    cid: str  # e.g. "logo@acme.example"
+    content_type: str  # image/png, image/jpeg, ...
+    data: bytes
+    filename: str = ""
+
+    def __post_init__(self) -> None:
+        if not _CID.fullmatch(self.cid):
+            raise ValidationFailed(
+                "An inline image's cid looks like an address: logo@acme.example.",
+                code="invalid_cid",
+                field="cid",
+            )
+        if not _IMAGE_TYPE.fullmatch(self.content_type):
+            raise ValidationFailed(
+                "content_type must be image/...", code="invalid_content_type", field="content_type"
+            )
+        if not re.fullmatch(r"[A-Za-z0-9._ -]{0,100}", self.filename):
+            raise ValidationFailed(
+                "A file name of letters, digits, '.', '_', '-' and spaces.",
+                code="invalid_filename",
+                field="filename",
+            )
+
+
 @dataclass(frozen=True)
 class Delivery:
     """This send: which outbox row, why, and the data the caller gave."""
@@ -84,6 +118,7 @@ class Delivery:
     # The open pixel; None: marketing mail only (a receipt's opens are nobody's business,
     # and an image in a short message costs spam score: SpamAssassin's HTML_IMAGE_ONLY_*).
     track_opens: bool | None = None
+    inline_images: tuple[InlineImage, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from email import message_from_bytes, policy
 from email.header import decode_header, make_header
 from email.message import EmailMessage
 from email.utils import parseaddr
 
+import dkim as dkimpy
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from postwise.core.errors import ValidationFailed
 from postwise.messages import encoding
-from postwise.messages.pipeline import Delivery, MessageBuilder
+from postwise.messages.pipeline import Delivery, DkimKey, InlineImage, MessageBuilder
 from postwise.messages.templates import TemplateSource, compile_template
 from postwise.tracking.tokens import TokenSigner
 
@@ -153,10 +157,6 @@ def test_idn_and_structure() -> None:
 
 
 def test_non_ascii_local_part_is_refused() -> None:
-    import pytest
-
-    from postwise.core.errors import ValidationFailed
-
     with pytest.raises(ValidationFailed) as err:
         BUILDER.build(
             TEMPLATE,
@@ -165,3 +165,46 @@ def test_non_ascii_local_part_is_refused() -> None:
             Delivery(message_id=6, workspace_id=1, data={"subject": "s", "body": "b"}),
         )
     assert err.value.code == "invalid_email" and err.value.field == "email"
+
+
+def test_inline_images_make_multipart_related(
+    rsa_key: DkimKey, dnsfunc: Callable[..., bytes | None]
+) -> None:
+    png = bytes(range(256)) * 40
+    template = compile_template(
+        TemplateSource(
+            subject="Logo", html='<p>Hello <img src="cid:logo@acme.example" alt="Acme"></p>'
+        )
+    )
+    message = BUILDER.build(
+        template,
+        make_recipient(),
+        make_sender(rsa_key),
+        Delivery(
+            message_id=8,
+            workspace_id=1,
+            kind="transactional",
+            inline_images=(InlineImage("logo@acme.example", "image/png", png, "logo.png"),),
+        ),
+    )
+    _lines_ok(message.data)
+    parsed = _parse(message.data)
+    assert parsed.get_content_type() == "multipart/related"
+    alternative, image = list(parsed.iter_parts())
+    assert [p.get_content_type() for p in alternative.iter_parts()] == ["text/plain", "text/html"]
+    assert image["Content-ID"] == "<logo@acme.example>" and image.get_content() == png
+    assert parsed.get_body(("html",)) is not None
+    assert dkimpy.verify(message.data, dnsfunc=dnsfunc)
+
+
+@pytest.mark.parametrize(
+    ("cid", "content_type", "name"),
+    [
+        ("logo", "image/png", ""),
+        ("a@b.example", "text/html", ""),
+        ("a@b.example", "image/png", 'x"\r\n'),
+    ],
+)
+def test_inline_image_fields_are_checked(cid: str, content_type: str, name: str) -> None:
+    with pytest.raises(ValidationFailed):
+        InlineImage(cid, content_type, b"x", name)
