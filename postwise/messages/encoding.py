@@ -66,9 +66,14 @@ def fold(name: str, value: str) -> str:
 def text_value(name: str, value: str) -> str:
     """An unstructured header value (Subject): plain ASCII or encoded-words, folded."""
     value = clean(value)
-    if value.isascii() and "=?" not in value:
+    if value.isascii() and "=?" not in value and not _has_long_word(value):
         return fold(name, value)
     return "\r\n ".join(_encoded_words(value))
+
+
+def _has_long_word(value: str) -> bool:
+    """A word that cannot be folded onto one line; encoded-words split anywhere."""
+    return len(value) > 60 and any(len(word) > 60 for word in value.split(" "))
 
 
 def phrase(value: str) -> str:
@@ -76,8 +81,8 @@ def phrase(value: str) -> str:
     value = clean(value)
     if not value:
         return ""
-    if not value.isascii() or "=?" in value:
-        return " ".join(_encoded_words(value))
+    if not value.isascii() or "=?" in value or _has_long_word(value):
+        return "\r\n ".join(_encoded_words(value))
     if _ATEXT_PHRASE.fullmatch(value):
         return value
     escaped = value.replace("\\", "\\\\").replace('"', '\\"')
@@ -113,6 +118,8 @@ def address(value: str, *, field: str = "email") -> str:
 @lru_cache(maxsize=16384)
 def _ascii_domain(domain: str) -> str | None:
     """Punycode form (lower case), or None; cached as one send repeats few domains."""
+    if len(domain) > 253:
+        return None
     if domain.isascii() and _ASCII_DOMAIN.fullmatch(domain):
         return domain.lower()
     try:
@@ -125,7 +132,11 @@ def mailbox(name: str, email: str, *, field: str = "email") -> str:
     """``Display Name <local@domain>`` or just ``<local@domain>``."""
     shown = phrase(name)
     addr = address(email, field=field)
-    return f"{shown} <{addr}>" if shown else f"<{addr}>"
+    if not shown:
+        return f"<{addr}>"
+    if "\r\n" in shown:  # encoded-words, already one per line
+        return f"{shown}\r\n <{addr}>"
+    return fold("From", f"{shown} <{addr}>")  # FWS may sit inside a quoted string
 
 
 def quoted_printable(text: str) -> bytes:

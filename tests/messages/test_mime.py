@@ -29,7 +29,11 @@ TEMPLATE = compile_template(
         text="{{ data.body }}",
     )
 )
-any_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=300)
+any_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=300) | st.builds(
+    lambda word, n: word * n,
+    st.sampled_from(["a", "é", "ab ", "\u00a0", "x\r\n"]),
+    st.integers(0, 1500),
+)
 
 
 def _parse(data: bytes) -> EmailMessage:

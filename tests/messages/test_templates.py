@@ -165,3 +165,12 @@ def test_mapping_keys_win_over_methods() -> None:
     with pytest.raises(ValidationFailed) as err:
         template.render({**CTX, "data": {}})
     assert err.value.code == "template_undefined"
+
+
+def test_format_strings_cannot_reach_internals() -> None:
+    template = compile_template(
+        TemplateSource(subject="s", html="{{ '{0.__class__.__mro__}'.format(data.x) }}")
+    )
+    with pytest.raises(ValidationFailed) as err:
+        template.render({**CTX, "data": {"x": 1}})
+    assert err.value.code == "template_unsafe"
