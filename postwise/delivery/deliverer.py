@@ -32,6 +32,7 @@ from datetime import timedelta
 
 import structlog
 from sqlalchemy import select, tuple_
+from sqlalchemy.orm import Session
 
 from postwise.core import clock
 from postwise.delivery import outbox, throttle
@@ -63,6 +64,8 @@ class Policy:
     give_up_after: float = 5 * 24 * 3600.0
     retry_base: float = 60.0
     retry_cap: float = 4 * 3600.0
+    record_group: int = 32
+    record_wait: float = 0.01
 
 
 @dataclass
@@ -156,6 +159,9 @@ class Deliverer:
         self.rng = rng or random.Random()
         self.totals = Totals()
         self._held: dict[int, Claimed] = {}
+        self._results: list[tuple[Claimed, Built, DeliveryResult, asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+        self._recorder: asyncio.Task[None] | None = None
 
     # --- one row ----------------------------------------------------------------------
 
@@ -175,21 +181,46 @@ class Deliverer:
         with self.db.tenant(row.workspace_id) as session:
             return outbox.still_ours(session, row)
 
-    def _record(self, row: Claimed, built: Built, result: DeliveryResult) -> None:
+    def _record_many(self, done: list[tuple[Claimed, Built, DeliveryResult]]) -> None:
+        """Settle finished deliveries: one transaction per workspace for the whole group."""
+        by_ws: dict[int, list[tuple[Claimed, Built, DeliveryResult]]] = defaultdict(list)
+        for item in done:
+            by_ws[item[0].workspace_id].append(item)
+        for workspace_id, items in by_ws.items():
+            with self.db.tenant(workspace_id) as session:
+                for row, built, result in items:
+                    self._record_in(session, row, built, result)
+
+    def _record_in(
+        self, session: Session, row: Claimed, built: Built, result: DeliveryResult
+    ) -> None:
         answer = result.recipients.get(built.rcpt) or next(iter(result.recipients.values()))
         reply = answer.full_reply
-        with self.db.tenant(row.workspace_id) as session:
-            if answer.outcome is Outcome.ACCEPTED:
-                ok = outbox.mark_sent(
-                    session,
-                    row,
-                    message_id=built.message_id,
-                    transport=result.transport,
-                    reply=reply,
-                    final_hop=self.final_hop,
-                )
-                self.totals.sent += ok
-            elif answer.outcome is Outcome.REJECTED:
+        if answer.outcome is Outcome.ACCEPTED:
+            ok = outbox.mark_sent(
+                session,
+                row,
+                message_id=built.message_id,
+                transport=result.transport,
+                reply=reply,
+                final_hop=self.final_hop,
+            )
+            self.totals.sent += ok
+        elif answer.outcome is Outcome.REJECTED:
+            ok = outbox.mark_bounced(
+                session,
+                row,
+                code=answer.code,
+                enhanced_code=answer.enhanced_code,
+                reply=reply,
+                phase=answer.phase.value,
+                transport=result.transport,
+                message_id=built.message_id,
+            )
+            self.totals.bounced += ok
+        else:
+            age = (clock.utcnow() - row.first_attempt_at).total_seconds()
+            if throttle.expired(age, self.policy.give_up_after):
                 ok = outbox.mark_bounced(
                     session,
                     row,
@@ -198,43 +229,29 @@ class Deliverer:
                     reply=reply,
                     phase=answer.phase.value,
                     transport=result.transport,
+                    reason="expired",
                     message_id=built.message_id,
                 )
                 self.totals.bounced += ok
             else:
-                age = (clock.utcnow() - row.first_attempt_at).total_seconds()
-                if throttle.expired(age, self.policy.give_up_after):
-                    ok = outbox.mark_bounced(
-                        session,
-                        row,
-                        code=answer.code,
-                        enhanced_code=answer.enhanced_code,
-                        reply=reply,
-                        phase=answer.phase.value,
-                        transport=result.transport,
-                        reason="expired",
-                        message_id=built.message_id,
-                    )
-                    self.totals.bounced += ok
-                else:
-                    delay = throttle.retry_delay(
-                        row.attempt,
-                        base=self.policy.retry_base,
-                        cap=self.policy.retry_cap,
-                        rng=self.rng,
-                    )
-                    ok = outbox.mark_deferred(
-                        session,
-                        row,
-                        next_attempt_at=clock.utcnow() + timedelta(seconds=delay),
-                        reply=reply,
-                        transport=result.transport,
-                        message_id=built.message_id,
-                    )
-                    self.totals.deferred += ok
-            if not ok:
-                self.totals.lost_lease += 1
-                log.warning("delivery.lease_lost", outbox_id=row.id, reply=reply)
+                delay = throttle.retry_delay(
+                    row.attempt,
+                    base=self.policy.retry_base,
+                    cap=self.policy.retry_cap,
+                    rng=self.rng,
+                )
+                ok = outbox.mark_deferred(
+                    session,
+                    row,
+                    next_attempt_at=clock.utcnow() + timedelta(seconds=delay),
+                    reply=reply,
+                    transport=result.transport,
+                    message_id=built.message_id,
+                )
+                self.totals.deferred += ok
+        if not ok:
+            self.totals.lost_lease += 1
+            log.warning("delivery.lease_lost", outbox_id=row.id, reply=reply)
 
     async def _one(self, row: Claimed, slots: asyncio.Semaphore) -> None:
         async with slots:
@@ -272,9 +289,40 @@ class Deliverer:
                 except BaseException:
                     self.pacer.finish(dest, None)
                     raise
-                await asyncio.to_thread(self._record, row, built, result)
+                await self._settle(row, built, result)
             finally:
                 self._held.pop(row.id, None)
+
+    async def _settle(self, row: Claimed, built: Built, result: DeliveryResult) -> None:
+        """Queue a finished delivery for the recorder and wait until it is committed.
+
+        Results are committed in groups (up to ``Policy.record_group`` or whatever
+        arrived within ``Policy.record_wait`` seconds): the duplicate window per message
+        is that wait plus one commit, for a fraction of the per-message commits.
+        """
+        done = asyncio.get_running_loop().create_future()
+        self._results.append((row, built, result, done))
+        if len(self._results) >= self.policy.record_group:
+            self._wake.set()
+        elif self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._record_soon())
+        await done
+
+    async def _record_soon(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self.policy.record_wait)
+        while self._results:
+            self._wake.clear()
+            group = self._results[: self.policy.record_group]
+            del self._results[: len(group)]
+            try:
+                await asyncio.to_thread(self._record_many, [(r, b, res) for r, b, res, _ in group])
+            except Exception as exc:
+                for *_, done in group:
+                    done.set_exception(exc)
+                continue
+            for *_, done in group:
+                done.set_result(None)
 
     # --- the loop ---------------------------------------------------------------------
 

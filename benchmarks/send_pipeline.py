@@ -1,0 +1,312 @@
+"""Sending to Postfix's ``smtp-sink``: ``python -m benchmarks.send_pipeline``.
+
+Two measurements, one sink per run, on PostgreSQL (``--database-url``; its schema is
+dropped and re-created):
+
+* **throughput**: ``--messages`` messages of ``--size`` bytes go out of the outbox
+  through ``postwise outbox deliver`` processes (1, then 2) using the relay transport,
+  beside ``smtp-source`` pushing as many messages of the same size over as many
+  connections (the physical limit of the machine). The messages are prebuilt bytes
+  stored on the outbox rows: this measures claim, screen (suppression), fence check,
+  SMTP and the per-message commit; building (render, MIME, DKIM) is measured by
+  ``benchmarks/message_build.py``.
+* **crash** (``--crash``): the sink dumps every message; two delivery processes run
+  with a 10 s lease while one of them is SIGKILLed at random moments (``--kills``
+  times) and restarted. Afterwards every Message-ID is counted at the sink: missing
+  ones are lost mail, extra copies are the duplicate window (the sink's 250 arrived,
+  the worker died before its commit).
+
+Figures only: nothing here asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from sqlalchemy import insert, text
+
+from postwise.delivery import outbox
+from postwise.storage import migrate
+from postwise.storage.database import Database
+from postwise.storage.tables import OutboxMessage
+from postwise.workspaces.actions import create_workspace
+
+SMTP_SINK = "/usr/sbin/smtp-sink"
+SMTP_SOURCE = "/usr/sbin/smtp-source"
+CONNECTIONS = 16
+MESSAGE_ID = re.compile(rb"^Message-ID: (<[^>]+>)", re.MULTILINE | re.IGNORECASE)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_sink(port: int, dump_dir: Path | None) -> subprocess.Popen[bytes]:
+    args = (
+        [SMTP_SINK, "-u", "nobody", "-R", str(dump_dir)]
+        if dump_dir
+        else [SMTP_SINK, "-u", "nobody"]
+    )
+    if dump_dir is not None:
+        args += ["-d", "%Y%m%d%H/%M."]
+    args += [f"127.0.0.1:{port}", "1024"]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("smtp-sink did not start")
+
+
+def body(size: int) -> bytes:
+    line = b"Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod.\r\n"
+    return line * max(1, size // len(line))
+
+
+def fresh_database(url: str) -> Database:
+    db = Database(url)
+    with db.engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    migrate.upgrade(db)
+    return db
+
+
+def seed(db: Database, n: int, size: int, tag: str) -> int:
+    with db.system() as s:
+        ws = create_workspace(s, f"bench {tag} {time.time_ns()}").workspace_id
+    payload = body(size)
+    rows = []
+    for i in range(n):
+        rcpt = f"r{i}@corp{i % 50}.example"
+        mid = f"<{tag}.{i}@send.example>"
+        raw = (
+            f"From: News <news@send.example>\r\nTo: <{rcpt}>\r\nSubject: bench {i}\r\n"
+            f"Message-ID: {mid}\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: text/plain; charset=us-ascii\r\n\r\n"
+        ).encode() + payload
+        rows.append(
+            {
+                "workspace_id": ws,
+                "email": rcpt,
+                "kind": "transactional",
+                "data": {},
+                "raw": raw,
+                "mail_from": "bounces@send.example",
+                "message_id": mid,
+                "status": "queued",
+                "attempts": 0,
+            }
+        )
+        if len(rows) == 2000:
+            with db.system() as s:
+                s.execute(insert(OutboxMessage), rows)
+            rows = []
+    if rows:
+        with db.system() as s:
+            s.execute(insert(OutboxMessage), rows)
+    return ws
+
+
+def worker_env(url: str, port: int, lease: float) -> dict[str, str]:
+    return {
+        **os.environ,
+        "POSTWISE_DATABASE_URL": url,
+        "POSTWISE_DELIVERY_TRANSPORT": "relay",
+        "POSTWISE_RELAY_HOST": "127.0.0.1",
+        "POSTWISE_RELAY_PORT": str(port),
+        "POSTWISE_RELAY_TLS": "none",
+        "POSTWISE_RELAY_POOL_SIZE": str(CONNECTIONS),
+        "POSTWISE_DELIVERY_CONCURRENCY": str(CONNECTIONS),
+        "POSTWISE_DELIVERY_BATCH_SIZE": "200",
+        "POSTWISE_DELIVERY_LEASE_SECONDS": str(lease),
+        "POSTWISE_DELIVERY_GLOBAL_PER_SECOND": "1000000",
+        "POSTWISE_DELIVERY_OTHER_PER_MINUTE": "100000000",
+        "POSTWISE_DELIVERY_OTHER_CONNECTIONS": "1000",
+        "POSTWISE_LOG_LEVEL": "WARNING",
+        "POSTWISE_SECRET_KEY": "bench",
+    }
+
+
+def spawn_worker(env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "postwise.cli.main", "outbox", "deliver", "--id", name],
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def pending(db: Database) -> int:
+    with db.system() as s:
+        counts = outbox.stats(s)
+    return sum(counts.get(k, 0) for k in ("queued", "sending", "deferred"))
+
+
+def stop_all(workers: list[subprocess.Popen[bytes]]) -> None:
+    for w in workers:
+        if w.poll() is None:
+            w.send_signal(signal.SIGTERM)
+    for w in workers:
+        try:
+            w.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            w.kill()
+            w.wait()
+
+
+def run_workers(db: Database, env: dict[str, str], count: int) -> float:
+    started = time.perf_counter()
+    workers = [spawn_worker(env, f"bench-{i}") for i in range(count)]
+    try:
+        while pending(db):
+            time.sleep(0.05)
+        return time.perf_counter() - started
+    finally:
+        stop_all(workers)
+
+
+def smtp_source(port: int, n: int, size: int) -> float:
+    started = time.perf_counter()
+    subprocess.run(
+        [
+            SMTP_SOURCE,
+            "-s",
+            str(CONNECTIONS),
+            "-m",
+            str(n),
+            "-l",
+            str(size),
+            "-f",
+            "a@send.example",
+            "-t",
+            "b@corp.example",
+            f"127.0.0.1:{port}",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - started
+
+
+def throughput(url: str, n: int, size: int) -> None:
+    port = free_port()
+    sink = start_sink(port, None)
+    try:
+        limit = smtp_source(port, n, size)
+        print(
+            f"smtp-source          {n:>7,} msgs  {limit:7.2f} s  {n / limit:8.0f} msg/s  "
+            f"({CONNECTIONS} connections, {size:,} B)"
+        )
+        db = fresh_database(url)
+        for workers in (1, 2):
+            seed(db, n, size, f"w{workers}")
+            took = run_workers(db, worker_env(url, port, 60), workers)
+            rate = n / took
+            print(
+                f"outbox -> relay x{workers}  {n:>7,} msgs  {took:7.2f} s  {rate:8.0f} msg/s  "
+                f"({rate / (n / limit):.1%} of smtp-source; {1e6 / rate * workers:,.0f} "
+                "us per message per process)"
+            )
+            with db.engine.begin() as conn:
+                conn.execute(text("DELETE FROM events"))
+                conn.execute(text("DELETE FROM outbox"))
+        db.dispose()
+    finally:
+        sink.terminate()
+        sink.wait()
+
+
+def crash(url: str, n: int, size: int, kills: int, seed_value: int) -> None:
+    rng = random.Random(seed_value)
+    dump = Path(tempfile.mkdtemp(prefix="postwise-sink-"))
+    dump.chmod(0o777)
+    port = free_port()
+    sink = start_sink(port, dump)
+    db = fresh_database(url)
+    try:
+        seed(db, n, size, "crash")
+        env = worker_env(url, port, 10)
+        workers = [spawn_worker(env, "crash-a"), spawn_worker(env, "crash-b")]
+        killed = 0
+        started = time.perf_counter()
+        while pending(db):
+            time.sleep(rng.uniform(0.2, 1.5))
+            if killed < kills and pending(db) > n // 10:
+                victim = rng.randrange(2)
+                workers[victim].send_signal(signal.SIGKILL)
+                workers[victim].wait()
+                killed += 1
+                print(
+                    f"  SIGKILL worker {victim} at {time.perf_counter() - started:.1f} s, "
+                    f"{pending(db):,} pending"
+                )
+                workers[victim] = spawn_worker(env, f"crash-{victim}-{killed}")
+        took = time.perf_counter() - started
+        stop_all(workers)
+        time.sleep(0.5)
+        seen: Counter[bytes] = Counter()
+        for path in dump.rglob("*"):
+            if path.is_file():
+                match = MESSAGE_ID.search(path.read_bytes())
+                if match:
+                    seen[match.group(1)] += 1
+        expected = {f"<crash.{i}@send.example>".encode() for i in range(n)}
+        missing = len(expected - set(seen))
+        duplicates = sum(c - 1 for c in seen.values() if c > 1)
+        with db.system() as s:
+            counts = outbox.stats(s)
+        print(
+            f"crash: {n:,} messages, {killed} SIGKILLs, {took:.1f} s; outbox {counts}; "
+            f"at the sink: {len(seen):,} distinct, {missing} missing, {duplicates} duplicated"
+        )
+    finally:
+        sink.terminate()
+        sink.wait()
+        db.dispose()
+        shutil.rmtree(dump, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get(
+            "POSTWISE_BENCH_POSTGRES_URL",
+            "postgresql+psycopg://postgres@127.0.0.1/postwise_bench_send",
+        ),
+    )
+    parser.add_argument("--messages", type=int, default=50_000)
+    parser.add_argument("--size", type=int, default=20_000)
+    parser.add_argument("--crash", action="store_true", help="run the crash-safety measurement")
+    parser.add_argument("--crash-messages", type=int, default=20_000)
+    parser.add_argument("--kills", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    for binary in (SMTP_SINK, SMTP_SOURCE):
+        if not Path(binary).exists():
+            raise SystemExit(f"{binary} is missing: apt-get install postfix")
+    if args.crash:
+        crash(args.database_url, args.crash_messages, 2000, args.kills, args.seed)
+    else:
+        throughput(args.database_url, args.messages, args.size)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
