@@ -14,6 +14,7 @@ SUITES = {
     "imports": "benchmarks.imports",  # CSV import (SQLite, PostgreSQL) and the bulk API
     "tracking": "benchmarks.tracking_ingest",  # /v1/batch beside a bare JSON endpoint
     "messages": "benchmarks.message_build",  # building one message, stage by stage
+    "send": "benchmarks.send_pipeline",  # outbox -> SMTP to smtp-sink, 1 and 2 workers
 }
 
 
