@@ -16,6 +16,7 @@ from postwise.storage.tables import (
     Base,
     CapturedMessage,
     Event,
+    Identity,
     Job,
     Suppression,
 )
@@ -96,6 +97,7 @@ def seed(db: Database, ws: int, other_ws: int) -> Seeded:
                     name="Form submitted",
                     properties={"email": ADA, "phone": PHONE, "first": FIRST},
                 ),
+                Identity(anonymous_id="anon-ada", contact_id=ada.id, source="identify"),
                 Event(
                     contact_id=bob.id,
                     anonymous_id="anon-bob",
