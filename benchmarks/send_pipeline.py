@@ -246,8 +246,10 @@ def crash(url: str, n: int, size: int, kills: int, seed_value: int) -> None:
         workers = [spawn_worker(env, "crash-a"), spawn_worker(env, "crash-b")]
         killed = 0
         started = time.perf_counter()
+        while pending(db) > n * 0.97:  # both processes started and sending
+            time.sleep(0.1)
         while pending(db):
-            time.sleep(rng.uniform(0.2, 1.5))
+            time.sleep(rng.uniform(0.5, 3.0))
             if killed < kills and pending(db) > n // 10:
                 victim = rng.randrange(2)
                 workers[victim].send_signal(signal.SIGKILL)

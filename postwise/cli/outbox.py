@@ -90,7 +90,7 @@ def deliver(
 def send(
     to: str = typer.Option(..., "--to", help="The contact's email address."),
     workspace: int = typer.Option(..., "--workspace", "-w", help="Workspace id."),
-    template: str | None = typer.Option(None, "--template", help="Stored template id."),
+    template: int | None = typer.Option(None, "--template", help="Stored template id."),
     subject: str | None = typer.Option(None, "--subject", help="Inline template: subject."),
     text: str | None = typer.Option(None, "--text", help="Inline template: text body."),
     html_file: Path | None = typer.Option(None, "--html", help="Inline template: HTML file."),
@@ -111,6 +111,10 @@ def send(
     db = open_database()
     with user_errors(), db.tenant(workspace) as session:
         outbox_id = service.send_to_contact(
-            session, email=to, template_id=template, template=inline, data=variables
+            session,
+            email=to,
+            template_id=str(template) if template else None,
+            template=inline,
+            data=variables,
         )
     console.print(f"queued as outbox message {outbox_id}")

@@ -46,6 +46,17 @@ def no_templates(_session: Session, template_id: str) -> Any:
     )
 
 
+def stored_templates(session: Session, template_id: str) -> Any:
+    """A template of ``postwise.messages.store``, compiled once per process and version."""
+    from postwise.core.errors import NotFound
+    from postwise.messages import store
+
+    try:
+        return store.compiled(store.get_template(session, int(template_id)))
+    except (NotFound, ValueError) as exc:
+        raise BuildError(f"template {template_id!r} does not exist (any more)") from exc
+
+
 def prebuilt(_session: Session, row: Claimed) -> Built:
     if row.raw is None or not row.mail_from:
         raise BuildError("the row has no prebuilt message")
@@ -60,11 +71,28 @@ class TemplateComposer:
         sender: Any,
         builder: Any,
         templates: TemplateLookup = no_templates,
+        *,
+        dkim_secret: bytes | None = None,
     ) -> None:
         self.sender = sender  # postwise.messages.pipeline.Sender
         self.builder = builder  # postwise.messages.pipeline.MessageBuilder
         self.templates = templates
+        self.dkim_secret = dkim_secret
         self._inline: dict[str, Any] = {}
+        self._senders: dict[int, Any] = {}
+
+    def _sender(self, session: Session, workspace_id: int) -> Any:
+        """The sender with the workspace's active DKIM keys, loaded once per composer."""
+        if self.dkim_secret is None:
+            return self.sender
+        if workspace_id not in self._senders:
+            from dataclasses import replace
+
+            from postwise.messages.keys import signing_keys
+
+            keys = signing_keys(session, self.dkim_secret, self.sender.sending_domain)
+            self._senders[workspace_id] = replace(self.sender, dkim=keys)
+        return self._senders[workspace_id]
 
     def _template(self, session: Session, row: Claimed) -> Any:
         from postwise.messages.templates import TemplateSource, compile_template
@@ -121,7 +149,8 @@ class TemplateComposer:
                 data=data,
                 extra_headers=(("X-Postwise-Workspace", str(row.workspace_id)),),
             )
-            built = self.builder.build(template, recipient, self.sender, delivery)
+            sender = self._sender(session, row.workspace_id)
+            built = self.builder.build(template, recipient, sender, delivery)
         except ValidationFailed as exc:
             raise BuildError(str(exc)) from exc
         return Built(built.mail_from, built.rcpt, built.data, built.message_id)

@@ -24,7 +24,7 @@ from postwise.core import clock
 from postwise.core.errors import ValidationFailed
 from postwise.core.settings import Settings, get_settings
 from postwise.delivery import outbox, throttle
-from postwise.delivery.compose import INLINE_TEMPLATE, TemplateComposer
+from postwise.delivery.compose import INLINE_TEMPLATE, TemplateComposer, stored_templates
 from postwise.delivery.deliverer import Deliverer, Policy
 from postwise.delivery.transports.base import MailTransport
 from postwise.jobs import queue
@@ -59,7 +59,10 @@ def kick(session: Session, at: datetime | None = None) -> int:
 
 
 def _template_fields(
-    template_id: str | None, inline: Mapping[str, Any] | None, data: Mapping[str, Any] | None
+    session: Session,
+    template_id: str | None,
+    inline: Mapping[str, Any] | None,
+    data: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
     if not template_id and not inline:
         raise ValidationFailed(
@@ -68,6 +71,15 @@ def _template_fields(
             field="template_id",
         )
     out = dict(data or {})
+    if template_id and not inline:
+        from postwise.messages import store
+
+        try:
+            store.get_template(session, int(template_id))
+        except ValueError:
+            raise ValidationFailed(
+                "template_id must be the id of a stored template", field="template_id"
+            ) from None
     if inline:
         if not str(inline.get("subject", "")).strip() or not (
             str(inline.get("html", "")).strip() or str(inline.get("text", "")).strip()
@@ -106,7 +118,7 @@ def send_to_contact(
                 kind=kind,
                 contact_id=contact.id,
                 template_id=template_id,
-                data=_template_fields(template_id, template, data),
+                data=_template_fields(session, template_id, template, data),
                 idempotency_key=idempotency_key,
             )
         ],
@@ -131,7 +143,7 @@ def send_to_list(
     here already; suppression is checked again at send time.
     """
     get_list(session, list_id)
-    fields = _template_fields(template_id, template, data)
+    fields = _template_fields(session, template_id, template, data)
     queued = 0
     last_id = 0
     while True:
@@ -212,7 +224,10 @@ def build_composer(settings: Settings) -> TemplateComposer:
         base_url=settings.base_url,
         postal_address=settings.delivery_postal_address,
     )
-    return TemplateComposer(sender, MessageBuilder(TokenSigner(settings.resolved_secret_key())))
+    secret = settings.resolved_secret_key()
+    return TemplateComposer(
+        sender, MessageBuilder(TokenSigner(secret)), stored_templates, dkim_secret=secret
+    )
 
 
 def build_deliverer(db: Database, settings: Settings, worker_id: str) -> Deliverer:

@@ -202,3 +202,48 @@ def test_bad_send_requests(client: TestClient, people: dict[str, int]) -> None:
     }
     assert client.post("/api/messages", json=both).status_code == 400
     assert client.get("/api/messages/999999").status_code == 404
+
+
+def test_stored_template_signed_with_the_workspace_dkim_key_verifies(
+    client: TestClient,
+    db: Database,
+    people: dict[str, int],
+    workspace: NewWorkspace,
+    settings: Settings,
+) -> None:
+    """The whole path: stored template → builder → DKIM (the workspace's generated key)
+    → capture; dkimpy verifies the captured bytes against the published TXT record."""
+    import dkim as dkimpy
+
+    from postwise.messages import keys, store
+
+    with db.tenant(workspace.workspace_id) as s:
+        template = store.create_template(
+            s,
+            store.TemplateInput(
+                name="welcome",
+                subject="Welcome {{ contact.first_name }}",
+                html="<p>Hi</p>",
+                kind="transactional",
+            ),
+        )
+        _, txt = keys.generate_dkim_key(
+            s, settings.resolved_secret_key(), domain="acme.example", selector="s1"
+        )
+    answer = client.post(
+        "/api/messages", json={"contact_id": people["ann@corp.example"], "template_id": template.id}
+    )
+    assert answer.status_code == 202, answer.text
+    deliver(db)
+    [captured] = client.get("/api/outbox/captured").json()
+    raw = client.get(f"/api/outbox/captured/{captured['name']}").content
+    assert raw.startswith(b"DKIM-Signature:")
+    record = "".join(txt).encode()
+
+    def dns(name: bytes, timeout: int = 5) -> bytes | None:
+        return record if name == b"s1._domainkey.acme.example." else None
+
+    assert dkimpy.DKIM(raw).verify(dnsfunc=dns)
+    assert b"Subject: Welcome Ann" in raw
+    unknown = client.post("/api/messages", json={"email": "ann@corp.example", "template_id": 99999})
+    assert unknown.status_code == 404

@@ -37,7 +37,7 @@ class InlineTemplate(BaseModel):
 class SendIn(BaseModel):
     contact_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     email: EmailStr | None = None
-    template_id: str | None = Field(default=None, min_length=1, max_length=200)
+    template_id: int | None = Field(default=None, ge=1, le=MAX_ID, description="Stored template.")
     template: InlineTemplate | None = Field(
         default=None, description="Inline template, until stored templates exist."
     )
@@ -69,7 +69,7 @@ class MessageOut(BaseModel):
 
 
 class ListSendIn(BaseModel):
-    template_id: str | None = Field(default=None, min_length=1, max_length=200)
+    template_id: int | None = Field(default=None, ge=1, le=MAX_ID, description="Stored template.")
     template: InlineTemplate | None = None
     data: dict[str, Any] = Field(default_factory=dict)
     campaign_key: str | None = Field(
@@ -92,7 +92,7 @@ def send_message(body: SendIn, session: SendSession) -> Queued:
         session,
         contact_id=body.contact_id,
         email=str(body.email) if body.email is not None else None,
-        template_id=body.template_id,
+        template_id=str(body.template_id) if body.template_id else None,
         template=body.template.model_dump() if body.template else None,
         data=body.data,
         kind=body.kind,
@@ -131,7 +131,7 @@ def send_to_list(list_id: ObjectId, body: ListSendIn, session: SendSession) -> L
     queued = service.send_to_list(
         session,
         list_id,
-        template_id=body.template_id,
+        template_id=str(body.template_id) if body.template_id else None,
         template=body.template.model_dump() if body.template else None,
         data=body.data,
         campaign_key=body.campaign_key,
