@@ -213,7 +213,7 @@ def test_stored_template_signed_with_the_workspace_dkim_key_verifies(
 ) -> None:
     """The whole path: stored template → builder → DKIM (the workspace's generated key)
     → capture; dkimpy verifies the captured bytes against the published TXT record."""
-    import dkim as dkimpy
+    import dkim as dkimpy  # type: ignore[import-untyped]
 
     from postwise.messages import keys, store
 
