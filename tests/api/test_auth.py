@@ -60,8 +60,8 @@ def test_revoked_and_tracking_keys_are_refused(
 def test_every_route_needs_its_scope(
     app: FastAPI, db: Database, workspace: NewWorkspace, make_client: ClientFactory
 ) -> None:
-    """A key holding only 'send' (no route here needs it) is refused everywhere."""
-    client = make_client(app, issue_key(db, workspace.workspace_id, ["send"]))
+    """A key holding only 'track' (no /api/ route needs it) is refused everywhere."""
+    client = make_client(app, issue_key(db, workspace.workspace_id, ["track"]))
     before = snapshot(db, workspace.workspace_id)
     for method, path in _operations(app):
         body = assert_problem(client.request(method, path), 403, "missing_scope", "scope")
