@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from postwise.core.errors import ValidationFailed
 from postwise.tracking.limits import MAX_EVENT_BYTES
@@ -33,6 +34,11 @@ FIXED_NAMES = {
 MAX_ID = 255  # the width of the id and name columns
 # A client clock may be wrong, but a correction beyond this is a broken sentAt, not skew.
 MAX_SKEW = timedelta(days=365)
+# utm_* query parameter -> context.campaign key (Segment's names).
+UTM_KEYS = {
+    "utm_source": "source", "utm_medium": "medium", "utm_campaign": "name",
+    "utm_term": "term", "utm_content": "content",
+}  # fmt: skip
 _ASCII_JSON = json.JSONEncoder(separators=(",", ":"))
 _UTF8_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # an escaped NUL, not an escaped backslash
@@ -138,6 +144,21 @@ def parse_time(value: Any, key: str, problems: _Problems) -> datetime | None:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
+def _campaign_from_url(context: dict[str, Any]) -> None:
+    """``context.campaign`` from the page URL's utm_* parameters, as analytics.js does."""
+    page = context.get("page")
+    url = page.get("url") if isinstance(page, dict) else None
+    if not isinstance(url, str) or "utm_" not in url:
+        return
+    campaign = {
+        UTM_KEYS[key]: values[0]
+        for key, values in parse_qs(urlsplit(url).query).items()
+        if key in UTM_KEYS and values
+    }
+    if campaign:
+        context["campaign"] = campaign
+
+
 def _occurred_at(
     timestamp: datetime | None, sent_at: datetime | None, received_at: datetime
 ) -> datetime:
@@ -223,6 +244,8 @@ def _one(
         return None
     if ip and not context.get("ip"):
         context["ip"] = ip
+    if "campaign" not in context:
+        _campaign_from_url(context)
     return Call(
         index=problems.index,
         type=kind,

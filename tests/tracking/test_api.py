@@ -77,6 +77,21 @@ def test_page_and_screen_follow_the_naming_convention(
     )
 
 
+def test_utm_parameters_of_the_page_become_the_campaign(
+    tracker: Tracker, db: Database, acme: NewWorkspace
+) -> None:
+    url = "https://acme.test/p?utm_source=linkedin&utm_medium=paid&utm_campaign=q4&x=1"
+    response = tracker.batch(
+        {"type": "page", "anonymousId": "a", "context": {"page": {"url": url}}},
+        {"type": "page", "anonymousId": "a",
+         "context": {"page": {"url": url}, "campaign": {"source": "given"}}},
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+    derived, given = events(db, acme.workspace_id)
+    assert derived.context["campaign"] == {"source": "linkedin", "medium": "paid", "name": "q4"}
+    assert given.context["campaign"] == {"source": "given"}
+
+
 def test_write_key_in_the_body_and_gzip(
     client: TestClient, db: Database, acme: NewWorkspace
 ) -> None:

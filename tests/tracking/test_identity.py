@@ -115,6 +115,20 @@ def test_anonymous_history_is_merged_once_and_audited(
     assert events(db, acme.workspace_id)[-1].contact_id == cy.id
 
 
+def test_identify_by_email_alone_merges_the_visitor(
+    tracker: Tracker, db: Database, acme: NewWorkspace
+) -> None:
+    ok(tracker.post("/v1/page", {"anonymousId": "anon-3"}))
+    ok(
+        tracker.post(
+            "/v1/identify", {"anonymousId": "anon-3", "traits": {"email": "gil@corp.test"}}
+        )
+    )
+    gil = contact(db, acme.workspace_id, "gil@corp.test")
+    assert gil.external_id is None
+    assert {e.contact_id for e in events(db, acme.workspace_id)} == {gil.id}
+
+
 def test_a_user_id_without_email_waits_for_one(
     tracker: Tracker, db: Database, acme: NewWorkspace
 ) -> None:
