@@ -177,6 +177,22 @@ def compiled(template: Template) -> CompiledTemplate:
     return _CACHE.get(template)
 
 
+def template_lookup(session: Session, reference: str) -> CompiledTemplate:
+    """The compiled template named by id ("42") or name ("Welcome") in the session's workspace.
+
+    Fits ``delivery.compose.TemplateLookup``; raises NotFound (code ``template_not_found``).
+    """
+    ref = str(reference).strip()
+    template: Template | None
+    if ref.isdigit() and len(ref) <= 18:
+        template = session.get(Template, int(ref))
+    else:
+        template = session.scalar(select(Template).where(Template.name == ref))
+    if template is None:
+        raise NotFound(f"No template {ref!r}.", code="template_not_found", field="template")
+    return compiled(template)
+
+
 def recipient_for(session: Session, contact: Contact, *, tracking_consent: bool) -> Recipient:
     """The template's view of a contact: its fields, custom attributes and company."""
     fields: dict[str, Any] = dict(contact.attributes or {})
