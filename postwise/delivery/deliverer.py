@@ -178,8 +178,8 @@ class Deliverer:
                 return None
 
     def _still_ours(self, row: Claimed) -> bool:
-        with self.db.tenant(row.workspace_id) as session:
-            return outbox.still_ours(session, row)
+        with self.db.engine.connect() as conn:  # one primary-key read, no ORM session
+            return outbox.still_ours(conn, row)
 
     def _record_many(self, done: list[tuple[Claimed, Built, DeliveryResult]]) -> None:
         """Settle finished deliveries: one transaction per workspace for the whole group."""
@@ -256,7 +256,12 @@ class Deliverer:
     async def _one(self, row: Claimed, slots: asyncio.Semaphore) -> None:
         async with slots:
             try:
-                built = await asyncio.to_thread(self._build, row)
+                # Prebuilt rows need no database or CPU work: no thread hop for them.
+                built = (
+                    self._build(row)
+                    if row.raw is not None
+                    else await asyncio.to_thread(self._build, row)
+                )
                 if built is None:
                     return
                 dest = row.domain
