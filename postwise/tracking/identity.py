@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -61,7 +62,9 @@ GROUP_TRAIT_FIELDS = {
 }
 
 
-def _email_or_none(value: str | None) -> str | None:
+@lru_cache(maxsize=4096)
+def user_email(value: str | None) -> str | None:
+    """The email a userId stands for, when it is one."""
     if not value or "@" not in value:
         return None
     try:
@@ -83,7 +86,7 @@ class Resolver:
     def load(cls, session: Session, user_ids: set[str], anonymous_ids: set[str]) -> Resolver:
         resolver = cls()
         if user_ids:
-            emails = {e for u in user_ids if (e := _email_or_none(u))}
+            emails = {e for u in user_ids if (e := user_email(u))}
             clause: ColumnElement[bool] = Contact.external_id.in_(user_ids)
             if emails:
                 clause = or_(clause, Contact.email.in_(emails))
@@ -96,7 +99,7 @@ class Resolver:
                     resolver.by_user[external_id] = contact_id
                 by_email[email] = contact_id
             for user_id in user_ids:
-                as_email = _email_or_none(user_id)
+                as_email = user_email(user_id)
                 if user_id not in resolver.by_user and as_email in by_email:
                     resolver.by_user[user_id] = by_email[as_email]
         if anonymous_ids:
@@ -156,7 +159,7 @@ def identify(session: Session, call: Call, resolver: Resolver) -> int | None:
     values = contact_values(call.properties, resolver.schema(session, Entity.CONTACT))
     if call.user_id is not None:
         values["external_id"] = call.user_id
-        if "email" not in values and (email := _email_or_none(call.user_id)):
+        if "email" not in values and (email := user_email(call.user_id)):
             values["email"] = email
     known = resolver.contact_of(call.user_id, call.anonymous_id)
     if known is not None:

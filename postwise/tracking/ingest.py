@@ -38,13 +38,23 @@ class Stored:
 
 
 # PostgreSQL: the whole batch travels as ONE jsonb parameter and is unpacked server-side,
-# so Python neither compiles a statement per batch nor binds 13 parameters per row.
+# so Python neither compiles a statement per batch nor binds 13 parameters per row; the
+# contact of each event is resolved by the same statement (the userId's contact, else the
+# anonymous id's), saving the look-up round trip. Rows keep their batch order.
 _PG_INSERT = text(
     f"INSERT INTO events ({', '.join(_COLUMNS)}) "
-    f"SELECT {', '.join(_COLUMNS)} FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r("
+    "SELECT r.workspace_id, COALESCE(r.contact_id, cu.id, ce.id, i.contact_id), "
+    f"{', '.join('r.' + c for c in _COLUMNS[2:])} "
+    "FROM ROWS FROM (jsonb_to_recordset(CAST(:rows AS jsonb)) AS ("
     "workspace_id bigint, contact_id bigint, anonymous_id text, user_id text, type text, "
     "name text, properties jsonb, context jsonb, message_id text, occurred_at timestamptz, "
-    "received_at timestamptz, sent_at timestamptz, original_timestamp timestamptz) "
+    "received_at timestamptz, sent_at timestamptz, original_timestamp timestamptz, "
+    f"user_email text)) WITH ORDINALITY AS r({', '.join(_COLUMNS)}, user_email, n) "
+    "LEFT JOIN contacts cu ON cu.workspace_id = r.workspace_id AND cu.external_id = r.user_id "
+    "LEFT JOIN contacts ce ON ce.workspace_id = r.workspace_id AND ce.email = r.user_email "
+    "LEFT JOIN identities i ON i.workspace_id = r.workspace_id "
+    "AND i.anonymous_id = r.anonymous_id AND i.contact_id IS NOT NULL "
+    "ORDER BY r.n "
     "ON CONFLICT (workspace_id, message_id) WHERE message_id IS NOT NULL DO NOTHING"
 )
 _SQLITE_INSERT = sqlite.insert(Event).on_conflict_do_nothing(
@@ -84,21 +94,24 @@ def ingest(session: Session, calls: list[Call], *, received_at: datetime) -> Sto
                 continue
             seen.add(call.message_id)
         unique.append(call)
-    user_ids = {c.user_id for c in unique if c.user_id}
-    anonymous_ids = {c.anonymous_id for c in unique if c.anonymous_id}
-    anonymous_ids.update(c.previous_id for c in unique if c.previous_id)
-    resolver = identity.Resolver.load(session, user_ids, anonymous_ids)
+    on_postgres = session.get_bind().dialect.name == "postgresql"
+    identity_calls = [c for c in unique if c.type in IDENTITY_CALLS]
+    resolver = identity.Resolver()
+    if identity_calls or not on_postgres:
+        user_ids = {c.user_id for c in unique if c.user_id}
+        anonymous_ids = {c.anonymous_id for c in unique if c.anonymous_id}
+        anonymous_ids.update(c.previous_id for c in unique if c.previous_id)
+        resolver = identity.Resolver.load(session, user_ids, anonymous_ids)
 
     contacts: dict[int, int | None] = {}
-    identity_calls = [c for c in unique if c.type in IDENTITY_CALLS]
     if identity_calls:
         _apply_identity_calls(session, identity_calls, resolver, contacts)
 
     rows = [
         {
             "workspace_id": workspace_id,
-            "contact_id": contacts[c.index]
-            if c.index in contacts
+            "contact_id": contacts.get(c.index)
+            if on_postgres or c.index in contacts
             else resolver.contact_of(c.user_id, c.anonymous_id),
             "anonymous_id": c.anonymous_id,
             "user_id": c.user_id,
@@ -114,6 +127,9 @@ def ingest(session: Session, calls: list[Call], *, received_at: datetime) -> Sto
         }
         for c in unique
     ]
+    if on_postgres:
+        for row, call in zip(rows, unique, strict=True):
+            row["user_email"] = identity.user_email(call.user_id)
     return Stored(len(calls), _insert(session, rows))
 
 
