@@ -8,6 +8,7 @@ so a worker inlines CSS once per template version. See docs/messages.md.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -147,21 +148,30 @@ def validate_source(session: Session, data: TemplateInput) -> list[FieldError]:
 
 
 class _Cache:
-    """Compiled templates by (workspace, id, version); bounded, shared by threads."""
+    """Compiled templates by a digest of their source; bounded, shared by threads.
+
+    Keyed by content, not by (id, version): SQLite may hand a deleted template's id to
+    a new one, and a test database is rebuilt under the same ids; neither may ever get
+    another template's compiled form.
+    """
 
     def __init__(self, size: int = 256) -> None:
-        self._items: OrderedDict[tuple[int, int, int], CompiledTemplate] = OrderedDict()
+        self._items: OrderedDict[bytes, CompiledTemplate] = OrderedDict()
         self._lock = threading.Lock()
         self._size = size
 
-    def get(self, template: Template) -> CompiledTemplate:
-        key = (template.workspace_id, template.id, template.version)
+    def get(self, source: TemplateSource) -> CompiledTemplate:
+        digest = hashlib.sha256()
+        for part in (source.subject, source.preheader, source.html, source.text, source.mjml):
+            encoded = part.encode("utf-8", "surrogatepass")
+            digest.update(len(encoded).to_bytes(8, "big") + encoded)
+        key = digest.digest()
         with self._lock:
             found = self._items.get(key)
             if found is not None:
                 self._items.move_to_end(key)
                 return found
-        compiled = compile_template(source_of(template))
+        compiled = compile_template(source)
         with self._lock:
             self._items[key] = compiled
             while len(self._items) > self._size:
@@ -173,8 +183,8 @@ _CACHE = _Cache()
 
 
 def compiled(template: Template) -> CompiledTemplate:
-    """The ready-to-render template for this row's version (compiled once per process)."""
-    return _CACHE.get(template)
+    """The ready-to-render template for this row (compiled once per process and version)."""
+    return _CACHE.get(source_of(template))
 
 
 def template_lookup(session: Session, reference: str) -> CompiledTemplate:

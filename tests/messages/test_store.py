@@ -49,3 +49,19 @@ def test_recipient_for_flattens_fields_attributes_and_company(db: Database) -> N
     assert recipient.name == "Ann" and recipient.email == "ann@corp.example"
     assert recipient.company is not None and recipient.company["name"] == "Corp"
     assert not recipient.tracking_consent
+
+
+def test_a_reused_id_never_gets_the_old_compiled_template(db: Database) -> None:
+    with db.system() as s:
+        ws = create_workspace(s, "Acme").workspace_id
+    with db.tenant(ws) as s:
+        old = store.create_template(
+            s, store.TemplateInput(name="A", subject="Old", html="<p>a</p>")
+        )
+        assert store.template_lookup(s, str(old.id)).render({}).subject == "Old"
+        store.delete_template(s, old.id)
+        new = store.create_template(
+            s, store.TemplateInput(name="B", subject="New", html="<p>b</p>")
+        )
+        assert new.version == old.version  # same (id, version) on SQLite, which reuses ids
+        assert store.template_lookup(s, str(new.id)).render({}).subject == "New"
