@@ -14,6 +14,8 @@ import math
 import time
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -68,6 +70,19 @@ def _limiter(request: Request) -> RateLimiter:
         settings: Settings = state.settings
         limiter = RateLimiter(settings.tracking_rate_per_second, settings.tracking_rate_burst)
         state.tracking_limiter = limiter
+    return limiter
+
+
+# Batches written at once per process: fewer than the database pool's connections, so a
+# burst waits here instead of opening (and closing) overflow connections for each batch.
+STORE_CONCURRENCY = 8
+
+
+def _store_limiter(request: Request) -> anyio.CapacityLimiter:
+    state = request.app.state
+    limiter: anyio.CapacityLimiter | None = getattr(state, "tracking_store_limiter", None)
+    if limiter is None:
+        limiter = state.tracking_store_limiter = anyio.CapacityLimiter(STORE_CONCURRENCY)
     return limiter
 
 
@@ -175,7 +190,9 @@ async def _handle(request: Request, kind: str | None) -> JSONResponse:
             raise _TooManyEvents(wait)
         ip = request.client.host if request.client else None
         calls = parse_batch(payload, received_at=received_at, ip=ip, kind=kind)
-        await run_in_threadpool(_store, db, workspace_id, calls, received_at)
+        await anyio.to_thread.run_sync(
+            _store, db, workspace_id, calls, received_at, limiter=_store_limiter(request)
+        )
     except PostwiseError as exc:
         return _error(exc)
     return JSONResponse(SUCCESS)
