@@ -18,6 +18,7 @@ from postwise.storage.tables import (
     Event,
     Identity,
     Job,
+    OutboxMessage,
     Suppression,
 )
 from postwise.workspaces.actions import NewWorkspace, create_workspace
@@ -106,6 +107,18 @@ def seed(db: Database, ws: int, other_ws: int) -> Seeded:
                     properties={"invitee": ADA.lower(), "note": f"invited {ADA}"},
                 ),
             ]
+        )
+        s.add(
+            OutboxMessage(
+                contact_id=ada.id,
+                email=ADA,
+                kind="transactional",
+                data={"first_name": FIRST},
+                raw=f"To: {FIRST} {LAST} <{ADA}>\r\nSubject: Receipt\r\n\r\nHi\r\n".encode(),
+                mail_from="bounces@acme.example",
+                status="sent",
+                last_reply="250 2.0.0 Ok",
+            )
         )
         s.add(Suppression(kind="address", value=ADA.lower(), reason="unsubscribed"))
         s.add(Suppression(kind="domain", value="spam.example", reason="manual"))
