@@ -6,11 +6,14 @@ from collections.abc import Callable
 
 import dkim as dkimpy
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from postwise.core.errors import ValidationFailed
 from postwise.messages import dkim
 from postwise.messages.pipeline import Delivery, DkimKey, MessageBuilder
 from postwise.messages.templates import TemplateSource, compile_template
+from postwise.tracking.tokens import TokenSigner
 
 from .conftest import make_recipient, make_sender
 
@@ -106,3 +109,29 @@ def test_canonical_body_matches_rfc_examples() -> None:
     assert dkim.canonical_body(b" C \r\nD \t E\r\n\r\n\r\n") == b" C\r\nD E\r\n"
     assert dkim.canonical_body(b"") == b""
     assert dkim.canonical_header(b"SUBJect", b" AbC\r\n\tdef  ") == b"subject:AbC def"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    subject=st.text(max_size=200),
+    body=st.text(max_size=2000)
+    | st.builds(
+        lambda w, n: w * n, st.sampled_from([" ", "\t", "a  \t b\n", "é "]), st.integers(0, 400)
+    ),
+)
+def test_arbitrary_content_verifies(
+    ed_key: DkimKey, dnsfunc: Callable[..., bytes | None], subject: str, body: str
+) -> None:
+    template = compile_template(
+        TemplateSource(subject="{{ data.s }}", html="<p>{{ data.b }}</p>", text="{{ data.b }}")
+    )
+    builder = MessageBuilder(TokenSigner(b"k"))
+    message = builder.build(
+        template,
+        make_recipient(name=subject),
+        make_sender(ed_key),
+        Delivery(
+            message_id=2, workspace_id=1, kind="transactional", data={"s": subject, "b": body}
+        ),
+    )
+    assert _verify_all(message.data, 1, dnsfunc) == [True]
