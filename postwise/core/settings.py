@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -79,6 +80,9 @@ class Settings(BaseSettings):
     delivery_from_address: str = "postwise@postwise.test"
     delivery_bounce_domain: str = "bounce.postwise.test"
     delivery_postal_address: str = ""
+    delivery_warmup_start: date | None = Field(
+        default=None, description="First sending day of a new domain/IP: caps daily volume."
+    )
 
     def resolved_database_url(self) -> str:
         if self.database_url:

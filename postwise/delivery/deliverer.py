@@ -28,7 +28,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import structlog
 from sqlalchemy import select, tuple_
@@ -66,6 +66,9 @@ class Policy:
     retry_cap: float = 4 * 3600.0
     record_group: int = 32
     record_wait: float = 0.01
+    # First day of sending from a new domain/IP: the warm-up schedule caps each UTC day.
+    warmup_start: date | None = None
+    warmup_schedule: tuple[int, ...] = throttle.DEFAULT_WARMUP
 
 
 @dataclass
@@ -345,10 +348,26 @@ class Deliverer:
 
                 await asyncio.to_thread(extend)
 
+    def _warmup_room(self) -> int:
+        """Messages still allowed today under the warm-up cap (counted in the database,
+        so shared by every worker; concurrent claims may overshoot by one batch each)."""
+        start = self.policy.warmup_start
+        if start is None:
+            return self.policy.batch_size
+        now = clock.utcnow()
+        cap = throttle.warmup_cap((now.date() - start).days, self.policy.warmup_schedule)
+        midnight = datetime.combine(now.date(), datetime.min.time(), tzinfo=UTC)
+        with self.db.system() as session:
+            sent_today = outbox.sent_since(session, midnight)
+        return max(0, min(self.policy.batch_size, cap - sent_today))
+
     async def run_batch(self) -> int:
         """Claim and settle one batch; returns how many rows were claimed."""
+        room = await asyncio.to_thread(self._warmup_room)
+        if room == 0:
+            return 0
         rows = await asyncio.to_thread(
-            outbox.claim, self.db, self.worker_id, self.policy.batch_size, self.policy.lease_seconds
+            outbox.claim, self.db, self.worker_id, room, self.policy.lease_seconds
         )
         if not rows:
             return 0

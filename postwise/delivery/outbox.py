@@ -438,6 +438,18 @@ def stats(session: Session, workspace_id: int | None = None) -> dict[str, int]:
     return {status: int(n) for status, n in session.execute(query)}
 
 
+def sent_since(session: Session, since: datetime) -> int:
+    """Rows handed over and accepted since ``since``, in every workspace (warm-up)."""
+    return int(
+        session.scalar(
+            select(func.count()).where(
+                OutboxMessage.status == Status.SENT.value, OutboxMessage.sent_at >= since
+            )
+        )
+        or 0
+    )
+
+
 def next_due(session: Session) -> datetime | None:
     """When the next row falls due (system session): a queued or deferred row's next
     attempt, or the lease expiry of a row a (possibly dead) worker holds."""

@@ -246,6 +246,7 @@ def build_deliverer(db: Database, settings: Settings, worker_id: str) -> Deliver
             lease_seconds=settings.delivery_lease_seconds,
             give_up_after=settings.delivery_give_up_hours * 3600,
             retry_base=settings.delivery_retry_base_seconds,
+            warmup_start=settings.delivery_warmup_start,
         ),
         pacer=throttle.Pacer(
             clock=_monotonic,

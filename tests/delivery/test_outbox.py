@@ -199,3 +199,24 @@ def test_stats_count_per_status(db: Database, world: World, hasher: AddressHashe
     deliver(db, MemoryTransport({"bob@corp.example": (550, "5.1.1 no")}), hasher)
     with db.tenant(world.ws) as s:
         assert outbox.stats(s, world.ws) == {"sent": 1, "bounced": 1}
+
+
+def test_warm_up_caps_the_day_across_runs(
+    db: Database, world: World, hasher: AddressHasher
+) -> None:
+    queue_raw(db, world.ws, [f"p{n}@corp.example" for n in range(6)])
+    policy = Policy(warmup_start=clock.utcnow().date(), warmup_schedule=(2, 4))
+    for _ in range(3):  # later runs the same day find the cap used up
+        asyncio.run(
+            Deliverer(db, MemoryTransport(), hasher=hasher, worker_id="w", policy=policy).run()
+        )
+    with db.tenant(world.ws) as s:
+        assert outbox.stats(s, world.ws) == {"sent": 2, "queued": 4}
+    second_day = Policy(
+        warmup_start=clock.utcnow().date() - timedelta(days=1), warmup_schedule=(2, 4)
+    )
+    asyncio.run(
+        Deliverer(db, MemoryTransport(), hasher=hasher, worker_id="w", policy=second_day).run()
+    )
+    with db.tenant(world.ws) as s:
+        assert outbox.stats(s, world.ws) == {"sent": 4, "queued": 2}
