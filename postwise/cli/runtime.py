@@ -177,6 +177,12 @@ def _panel(settings: Settings, db: Database, api: str, smtp: str, demo: DemoAcce
     grid.add_row("API docs", f"{api}/docs")
     grid.add_row("Mail capture", f"smtp://{smtp}  (nothing leaves this machine)")
     grid.add_row("Captured mail", f"{api}/api/captured-messages")
+    if settings.delivery_transport == "capture":
+        grid.add_row(
+            "Outbox mail", f"{api}/api/outbox/captured  ({settings.resolved_capture_dir()})"
+        )
+    else:
+        grid.add_row("Outbox mail", f"sent through {settings.delivery_transport}")
     grid.add_row("Database", _safe_url(db))
     if demo is not None:
         grid.add_row("", "")
