@@ -37,6 +37,10 @@ SIGNED = (
     "list-unsubscribe-post",
     "feedback-id",
 )
+OVERSIGNED = (
+    "from", "reply-to", "to", "subject", "date", "message-id", "list-unsubscribe",
+    "list-unsubscribe-post",
+)  # fmt: skip
 _WSP = re.compile(rb"[ \t]+")
 _WSP_RUN = re.compile(rb"[ \t]{2,}|\t")  # single spaces need no change: far fewer matches
 _WSP_EOL = re.compile(rb" \r\n")
@@ -87,10 +91,13 @@ def signature_header(key: DkimKey, head: bytes, bh: str, timestamp: int) -> byte
     for name, raw_value in _fields(head):
         present[name.strip().lower()] = raw_value  # a verifier signs the last instance
     names = [n for n in SIGNED if n.encode() in present]
+    # Oversigning: each of these is listed once more than it occurs, which signs its
+    # absence, so a relay cannot add a second From or an unsubscribe header of its own.
+    listed = names + [n for n in OVERSIGNED if n in SIGNED]
     value = (
         f" v=1; a={key.algorithm}; c=relaxed/relaxed; d={key.domain};\r\n"
         f" s={key.selector}; t={timestamp};\r\n"
-        f" h={':'.join(names)};\r\n bh={bh};\r\n b="
+        f" h={':'.join(listed)};\r\n bh={bh};\r\n b="
     )
     signed = b"".join(
         canonical_header(n.encode(), present[n.encode()]) + b"\r\n" for n in names

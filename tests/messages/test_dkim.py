@@ -135,3 +135,17 @@ def test_arbitrary_content_verifies(
         ),
     )
     assert _verify_all(message.data, 1, dnsfunc) == [True]
+
+
+def test_added_headers_break_the_signature(
+    builder: MessageBuilder, rsa_key: DkimKey, dnsfunc: Callable[..., bytes | None]
+) -> None:
+    template = compile_template(TemplateSource(subject="Hi", html="<p>x</p>"))
+    data = builder.build(
+        template, make_recipient(), make_sender(rsa_key), Delivery(message_id=3, workspace_id=1)
+    ).data
+    assert _verify_all(data, 1, dnsfunc) == [True]
+    # Prepended, as a relay would: unsigned without oversigning, since a verifier signs
+    # the bottom-most instance of each listed name.
+    for added in (b"From: ceo@evil.example\r\n", b"Reply-To: x@evil.example\r\n"):
+        assert _verify_all(added + data, 1, dnsfunc) == [False]
