@@ -170,7 +170,7 @@ class Prepared:
     rows: list[Row]
     decisions: list[Decision]
     rejected: list[Decision]
-    company_updates: dict[str, dict[str, Any]]
+    company_values: dict[int, list[tuple[str, str, Any]]]  # line -> (domain, field, value)
     staged: list[tuple[Any, ...]] | None = None  # COPY rows of the writes (PostgreSQL)
 
     @property
@@ -375,7 +375,7 @@ class Planner(_Statements):
     def __init__(self, session: Session) -> None:
         super().__init__(session)
         self.batches = 0
-        self._claimed: dict[str, None] = {}
+        self._claimed: dict[str, int] = {}  # company claim -> the line that owns it
         self._companies_made: dict[str, None] = {}
 
     def prepare(self, rows: Sequence[Row], target: ListTarget | None, now: datetime) -> Prepared:
@@ -399,12 +399,12 @@ class Planner(_Statements):
             rows=list(rows),
             decisions=applied,
             rejected=rejected,
-            company_updates=self._company_updates(applied),
+            company_values=self._company_claims(rows),
         )
         if self.postgres and applied:
             domains = _business(applied).difference(self._companies_made)
             self._companies(domains, now)
-            _remember(self._companies_made, domains)
+            _remember(self._companies_made, dict.fromkeys(domains))
             prepared.staged = _copy_rows(applied)
         return prepared
 
@@ -492,36 +492,34 @@ class Planner(_Statements):
             )
         return kept, duplicates
 
-    def _company_updates(self, applied: Sequence[Decision]) -> dict[str, dict[str, Any]]:
-        """Company columns: per company and field the first value in the file wins, so a
-        file that disagrees with itself still imports to the same state every time."""
+    def _company_claims(self, rows: Sequence[Row]) -> dict[int, list[tuple[str, str, Any]]]:
+        """Company columns: per company and field the first row of the file that passed
+        validation owns the value, whether or not that row is finally applied. So a file
+        that disagrees with itself imports to the same state every time, and a row
+        retried later (see the importer) still finds its own values."""
         proposed: dict[str, tuple[int, str, str, Any]] = {}
-        for decision in applied:
-            domain = decision.row.values["email_domain"]
-            if not decision.row.company or is_free_mail(domain):
+        for row in rows:
+            domain = row.values["email_domain"]
+            if not row.company or is_free_mail(domain):
                 continue
-            line = decision.row.line
-            for name, value in decision.row.company.items():
+            for name, value in row.company.items():
                 items = value.items() if name == "attributes" else [(None, value)]
                 for key, item in items:
                     target = f"attributes.{key}" if key is not None else name
-                    claim = f"{target}\x1f{domain}"
-                    if claim not in self._claimed:
-                        proposed.setdefault(claim, (line, target, domain, item))
+                    proposed.setdefault(f"{target}\x1f{domain}", (row.line, target, domain, item))
         if not proposed:
             return {}
-        earlier = self._claim("c", [(claim, line) for claim, (line, *_) in proposed.items()])
-        _remember(self._claimed, proposed)
-        updates: dict[str, dict[str, Any]] = {}
-        for claim, (_line, target, domain, value) in proposed.items():
-            if claim in earlier:
-                continue
-            values = updates.setdefault(domain, {"attributes": {}})
-            if target.startswith("attributes."):
-                values["attributes"][target.removeprefix("attributes.")] = value
-            else:
-                values[target] = value
-        return updates
+        unknown = [
+            (claim, line) for claim, (line, *_) in proposed.items() if claim not in self._claimed
+        ]
+        earlier = self._claim("c", unknown)
+        owners = {claim: earlier.get(claim, line) for claim, line in unknown}
+        _remember(self._claimed, owners)
+        owned: dict[int, list[tuple[str, str, Any]]] = {}
+        for claim, (line, target, domain, value) in proposed.items():
+            if owners.get(claim, self._claimed.get(claim)) == line:
+                owned.setdefault(line, []).append((domain, target, value))
+        return owned
 
 
 class Writer(_Statements):
@@ -559,7 +557,15 @@ class Writer(_Statements):
             return outcome
         business = _business(applied)
         companies = {} if self.postgres else self._companies(business, now)
-        self._update_companies(prepared.company_updates, business, now)
+        updates: dict[str, dict[str, Any]] = {}
+        for decision in applied:
+            for domain, name, value in prepared.company_values.get(decision.row.line, ()):
+                values = updates.setdefault(domain, {"attributes": {}})
+                if name.startswith("attributes."):
+                    values["attributes"][name.removeprefix("attributes.")] = value
+                else:
+                    values[name] = value
+        self._update_companies(updates, business, now)
         writes = [d for d in applied if d.kind in ("created", "updated")]
         written = (
             self._upsert(writes, staged or [], companies, now, source, target) if writes else []
@@ -924,13 +930,13 @@ class Writer(_Statements):
         )
 
 
-def _remember(seen: dict[str, None], keys: Iterable[str]) -> None:
-    """Keep keys already dealt with (company claims decided, companies created), bounded
-    so memory stays flat: forgetting one only costs a look-up that answers the same."""
-    if len(seen) > CLAIM_CACHE:
-        for stale in list(seen)[: CLAIM_CACHE // 2]:
-            del seen[stale]
-    seen.update(dict.fromkeys(keys))
+def _remember(cache: dict[str, Any], entries: Mapping[str, Any]) -> None:
+    """Keep what is known already (company claims' owners, companies created), bounded
+    so memory stays flat: forgetting an entry only costs a look-up that answers the same."""
+    if len(cache) > CLAIM_CACHE:
+        for stale in list(cache)[: CLAIM_CACHE // 2]:
+            del cache[stale]
+    cache.update(entries)
 
 
 def _business(decisions: Iterable[Decision]) -> set[str]:

@@ -32,7 +32,9 @@ Rejects
     the original cells (guarded against formula injection like an export).
     Reasons: wrong number of cells, NUL characters, undecodable bytes, malformed CSV,
     any validation error, a sticky status it would undo, an external id that belongs to
-    someone else, and an email already used by an earlier row of the same file.
+    someone else, and an email already used by an earlier row of the same file. A row
+    refused for an external id is retried after the rest of the file (a later row may
+    free the id) and reported last if it still cannot go in.
 
 Applying
     Valid rows go to ``bulkwrite.BatchWriter`` in batches of ``import_batch_size``, each
@@ -47,8 +49,10 @@ import codecs
 import csv
 import io
 import itertools
+import json
 import queue
 import re
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -572,6 +576,47 @@ def _records(
 # -- the import --------------------------------------------------------------------------
 
 
+def _retryable(errors: Sequence[FieldError]) -> bool:
+    return any(error.code == "external_id_taken" for error in errors)
+
+
+class _Spool:
+    """Rows to try again, with their latest reasons, kept in a temporary file so that
+    memory stays flat however many there are."""
+
+    def __init__(self, file: IO[str]) -> None:
+        self._file = file
+        self._writer = csv.writer(file)
+        self.count = 0
+
+    @classmethod
+    def open(cls, stack: ExitStack) -> _Spool:
+        """A spool whose file goes when ``stack`` closes."""
+        return cls(stack.enter_context(tempfile.TemporaryFile("w+", encoding="utf-8", newline="")))
+
+    def add(self, line: int, cells: list[str], errors: Sequence[FieldError]) -> None:
+        reasons = json.dumps([[e.field, e.code, e.message] for e in errors])
+        self._writer.writerow([line, reasons, *cells])
+        self.count += 1
+
+    def entries(self) -> Iterator[tuple[int, list[str], list[FieldError]]]:
+        self._file.flush()
+        self._file.seek(0)
+        for record in csv.reader(self._file):
+            errors = [FieldError(*error) for error in json.loads(record[1])]
+            yield int(record[0]), record[2:], errors
+
+    def batches(self, size: int) -> Iterator[list[tuple[int, list[str]]]]:
+        chunk: list[tuple[int, list[str]]] = []
+        for line, cells, _errors in self.entries():
+            chunk.append((line, cells))
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+
 @dataclass
 class _Batch:
     """Up to ``batch_size`` records: the valid rows and the rejects, in file order."""
@@ -757,6 +802,7 @@ def import_contacts(
         )
         ahead = planner.session is not writers[0].session  # plan here, write elsewhere
         done = threading.Lock()
+        spool = _Spool.open(stack)
         unreported: dict[int, list[tuple[int, list[str] | None, list[FieldError]]]] = {}
         numbers = itertools.count()
         next_report = [0]
@@ -768,9 +814,12 @@ def import_contacts(
         def finished(batch: _Batch, outcome: BatchOutcome) -> ImportProgress:
             """Count a written batch and report rejects in file order (batches written
             side by side can finish out of order). Called under ``done``."""
-            rejects = batch.rejects + [
-                (d.row.line, d.row.cells, d.errors) for d in outcome.rejected
-            ]
+            rejects = batch.rejects
+            for d in outcome.rejected:
+                if _retryable(d.errors):
+                    spool.add(d.row.line, d.row.cells, d.errors)
+                else:
+                    rejects.append((d.row.line, d.row.cells, d.errors))
             unreported[batch.number] = sorted(rejects, key=lambda item: item[0])
             while next_report[0] in unreported:
                 for line, cells, errors in unreported.pop(next_report[0]):
@@ -831,6 +880,45 @@ def import_contacts(
             pipeline.abort()
             raise
         pipeline.close()
+
+        def retry(rows: list[Row], refused: _Spool) -> bool:
+            """One batch of a retry pass, written at once; True if a row went in."""
+            with writers[0].session.begin():
+                now = utcnow()
+                batch = _Batch(rows=rows)
+                prepared = plan(batch) if ahead else planner.prepare(rows, target, now)
+                outcome = writers[0].write(prepared, target, now)
+                for d in outcome.rejected:
+                    if _retryable(d.errors):
+                        refused.add(d.row.line, d.row.cells, d.errors)
+                    else:
+                        report.add(d.row.line, d.row.cells, d.errors)
+                result.created += outcome.created
+                result.updated += outcome.updated
+                result.unchanged += outcome.unchanged
+                if on_batch is not None:
+                    on_batch(writers[0].session, result)
+                return outcome.created + outcome.updated + outcome.unchanged > 0
+
+        # Rows refused for an external id someone else held go again once the rest of
+        # the file is in, as long as a pass gets any of them in: a later row may have
+        # moved the id away, and without this a second run of the file would apply them.
+        pending = spool
+        while pending.count:
+            refused = _Spool.open(stack)
+            moved = False
+            for chunk in pending.batches(batch_size):
+                rows = [
+                    checked
+                    for line, cells in chunk
+                    if isinstance(checked := validator.check(line, cells), Row)
+                ]
+                moved = retry(rows, refused) or moved
+            pending = refused
+            if not moved:
+                for line, cells, errors in pending.entries():
+                    report.add(line, cells, errors)
+                break
         result.rejected = report.count
     result.encoding = encoding
     if lines.switched_at is not None:
