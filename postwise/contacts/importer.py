@@ -37,10 +37,12 @@ Rejects
     free the id) and reported last if it still cannot go in.
 
 Applying
-    Valid rows go to ``bulkwrite.BatchWriter`` in batches of ``import_batch_size``, each
-    in its own transaction, so an interrupted import has applied whole batches only.
-    Re-running the same file is a no-op for everything already applied (that is how an
-    interrupted import is resumed): unchanged rows write nothing at all.
+    Records are cut into batches of ``import_batch_size``; the valid rows of each are
+    planned by ``bulkwrite.Planner`` and written by a ``bulkwrite.Writer`` in one
+    transaction, so an interrupted import has applied whole batches only. Reading and
+    validating here overlap with writing on worker threads (``_Pipeline``). Re-running
+    the same file is a no-op for everything already applied (that is how an interrupted
+    import is resumed): unchanged rows write nothing at all.
 """
 
 from __future__ import annotations
