@@ -448,7 +448,7 @@ class OutboxMessage(WorkspaceOwned, Base):
 
 
 class Template(WorkspaceOwned, Base):
-    """A message template (``messages/templates.py``, docs/messages.md); ``version`` counts saves."""
+    """A message template (see docs/messages.md); ``version`` counts saves."""
 
     __tablename__ = "templates"
     __table_args__ = (UniqueConstraint("workspace_id", "name"),)
