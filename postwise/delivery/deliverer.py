@@ -64,8 +64,8 @@ class Policy:
     give_up_after: float = 5 * 24 * 3600.0
     retry_base: float = 60.0
     retry_cap: float = 4 * 3600.0
-    record_group: int = 32
-    record_wait: float = 0.01
+    record_group: int = 8
+    record_wait: float = 0.002
     # First day of sending from a new domain/IP: the warm-up schedule caps each UTC day.
     warmup_start: date | None = None
     warmup_schedule: tuple[int, ...] = throttle.DEFAULT_WARMUP

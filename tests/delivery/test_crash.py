@@ -29,7 +29,7 @@ from .postfix_peer import SMTP_SINK, free_port, require, wait_for_port
 
 N = 1500
 CONCURRENCY = 4
-RECORD_GROUP = 32  # deliverer.Policy.record_group
+RECORD_GROUP = 8  # deliverer.Policy.record_group
 MESSAGE_ID = re.compile(rb"^Message-ID: (<[^>]+>)", re.MULTILINE | re.IGNORECASE)
 
 
