@@ -12,8 +12,9 @@ Per row, in this order:
 5. **fence check** ``outbox.still_ours`` right before the hand-over: the lease still
    holds and no unsubscribe or bounce suppressed the row since the screen;
 6. **deliver** through the transport;
-7. **record** at once, one commit per message: the duplicate window (the server said
-   250, the commit saying so has not happened) is one short UPDATE plus an INSERT.
+7. **record** at once, committed in groups of up to 8 (or what finished within 2 ms):
+   the duplicate window (the server said 250, the commit saying so has not happened) is
+   that wait plus one short transaction.
 
 Deferred rows come back after ``throttle.retry_delay``; a row first tried longer ago
 than ``give_up_after`` bounces as ``expired``. See docs/delivery.md.
