@@ -9,7 +9,8 @@ property test in ``tests/contacts/test_importer.py``). A batch goes through two 
 1. **claim** each email: the first line of the file naming an address wins, later ones
    are rejected as duplicates. This is what makes importing a file twice a no-op even
    when it names someone twice with different values. Company columns are claimed the
-   same way per company and field: the first value in the file wins;
+   same way per company and field: the first row that passes validation owns the value,
+   even if the database refuses that row later (so a rerun decides it the same way);
 2. **read** the stored contacts that share an email or external id with the batch and
    **plan** each row exactly as ``upsert_contacts`` decides it: created, updated with its
    diff, unchanged, or rejected (a sticky status it would undo, an external id owned by
@@ -29,13 +30,14 @@ property test in ``tests/contacts/test_importer.py``). A batch goes through two 
    without a company join their domain's; list **memberships** with a consent record
    (source ``import``) for new memberships only.
 
-On PostgreSQL the two stages use two connections, so the next batch is claimed and
-planned while this one is written (the database is the bottleneck of a big import).
-That is safe because claims keep a batch's emails apart from every earlier batch's; the
-writer re-reads, under ``FOR UPDATE``, the contacts it is about to change, so its audit
-diff is exact; and a batch that names external ids is planned only after the previous
-batch is written (``Prepared.external_ids``), since ownership of an id can move between
-batches. On SQLite one connection does both, one after the other.
+On PostgreSQL the stages use their own connections, so the next batch is claimed and
+planned while this one is written (the database is the bottleneck of a big import), and
+the importer may run two writers side by side. That is safe because claims keep a
+batch's emails apart from every other batch's; a writer re-reads, under ``FOR UPDATE``,
+the contacts it is about to change, so its audit diff is exact; writers lock companies
+in one order; and the importer plans a batch that names external ids only after every
+batch before it is written, since ownership of an id can move between batches. On
+SQLite one connection does both stages, one after the other.
 
 Every statement here is Core or SQL text, so the tenant session cannot add the
 workspace filter: each one sets ``workspace_id`` and filters on it explicitly.
@@ -167,15 +169,10 @@ class ListTarget:
 class Prepared:
     """A planned batch: what to write, and what was turned down before writing."""
 
-    rows: list[Row]
     decisions: list[Decision]
     rejected: list[Decision]
     company_values: dict[int, list[tuple[str, str, Any]]]  # line -> (domain, field, value)
     staged: list[tuple[Any, ...]] | None = None  # COPY rows of the writes (PostgreSQL)
-
-    @property
-    def external_ids(self) -> bool:
-        return any(row.values.get("external_id") for row in self.rows)
 
 
 @dataclass
@@ -396,7 +393,6 @@ class Planner(_Statements):
         rejected = duplicates + [d for d in decisions if d.kind == "rejected"]
         applied = [d for d in decisions if d.kind != "rejected"]
         prepared = Prepared(
-            rows=list(rows),
             decisions=applied,
             rejected=rejected,
             company_values=self._company_claims(rows),
