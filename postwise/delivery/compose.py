@@ -29,6 +29,7 @@ class Built:
     rcpt: str
     data: bytes
     message_id: str | None
+    links: tuple[str, ...] | None = None  # original URLs; stored for click redirects
 
 
 class BuildError(Exception):
@@ -153,4 +154,4 @@ class TemplateComposer:
             built = self.builder.build(template, recipient, sender, delivery)
         except ValidationFailed as exc:
             raise BuildError(str(exc)) from exc
-        return Built(built.mail_from, built.rcpt, built.data, built.message_id)
+        return Built(built.mail_from, built.rcpt, built.data, built.message_id, tuple(built.links))

@@ -208,6 +208,7 @@ class Deliverer:
                 transport=result.transport,
                 reply=reply,
                 final_hop=self.final_hop,
+                links=built.links,
             )
             self.totals.sent += ok
         elif answer.outcome is Outcome.REJECTED:

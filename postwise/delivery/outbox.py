@@ -296,20 +296,20 @@ def mark_sent(
     transport: str,
     reply: str,
     final_hop: bool,
+    links: Sequence[str] | None = None,
 ) -> bool:
     now = clock.utcnow()
-    if not _settle(
-        session,
-        row,
-        {
-            "status": Status.SENT.value,
-            "sent_at": now,
-            "last_reply": reply,
-            "message_id": message_id,
-            "transport": transport,
-            "reason": None,
-        },
-    ):
+    values: dict[str, Any] = {
+        "status": Status.SENT.value,
+        "sent_at": now,
+        "last_reply": reply,
+        "message_id": message_id,
+        "transport": transport,
+        "reason": None,
+    }
+    if links:
+        values["links"] = list(links)
+    if not _settle(session, row, values):
         return False
     props = {"message_id": message_id, "transport": transport, "reply": reply}
     _event(session, row, "Email Sent", "sent", props)

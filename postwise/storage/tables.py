@@ -445,6 +445,8 @@ class OutboxMessage(WorkspaceOwned, Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     first_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
     sent_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Original URLs in link-index order: a click token's index resolves here.
+    links: Mapped[list[str] | None] = mapped_column(JSONDoc, default=None)
 
 
 class Template(WorkspaceOwned, Base):
