@@ -9,6 +9,7 @@ from postwise.api.routes import (
     captured,
     companies,
     contacts,
+    email_tracking,
     events,
     imports,
     lists,
@@ -38,3 +39,4 @@ ROUTERS.append(snippet.router)
 ROUTERS.append(tracking.router)
 ROUTERS.append(messages.router)
 ROUTERS.append(unsubscribe.router)
+ROUTERS.append(email_tracking.router)

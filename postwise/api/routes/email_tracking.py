@@ -1,0 +1,76 @@
+"""``/o/{token}`` (open pixel) and ``/c/{token}`` (click redirect) of sent messages.
+
+Not under ``/api/``: mail clients and people's browsers fetch these with no credentials;
+the signed token is the whole authority. A token that does not verify, or names a link
+the message does not have, gets a 404 and no ``Location``: never an open redirect.
+See docs/tracking.md.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi.responses import PlainTextResponse, RedirectResponse
+
+from postwise.api.dependencies import get_db, get_settings
+from postwise.core.settings import Settings
+from postwise.storage.database import Database
+from postwise.tracking import email_activity
+from postwise.tracking.tokens import TokenSigner
+
+router = APIRouter(tags=["email tracking"], include_in_schema=True)
+Token = Annotated[str, Path(min_length=8, max_length=200)]
+
+# A 1x1 transparent GIF, the smallest image every mail client shows.
+PIXEL = (
+    b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00"
+    b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+)
+NO_CACHE = {
+    "Cache-Control": "no-store, no-cache, must-revalidate, max-age=0",
+    "Pragma": "no-cache",
+    "Expires": "0",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def _hit(request: Request) -> email_activity.Hit:
+    return email_activity.Hit(
+        method=request.method,
+        user_agent=request.headers.get("user-agent", ""),
+        ip=request.client.host if request.client else None,
+    )
+
+
+def _not_found() -> Response:
+    return PlainTextResponse("Not found", status_code=404, headers=NO_CACHE)
+
+
+@router.get("/o/{token}", summary="Email open pixel")
+@router.head("/o/{token}", include_in_schema=False)
+def open_pixel(
+    token: Token,
+    request: Request,
+    db: Annotated[Database, Depends(get_db)],
+    settings: Annotated[Settings, Depends(get_settings)],
+) -> Response:
+    signer = TokenSigner(settings.resolved_secret_key())
+    if email_activity.record_open(db, signer, token, _hit(request)) is None:
+        return _not_found()
+    return Response(PIXEL, media_type="image/gif", headers=NO_CACHE)
+
+
+@router.get("/c/{token}", summary="Email click redirect")
+@router.head("/c/{token}", include_in_schema=False)
+def click_redirect(
+    token: Token,
+    request: Request,
+    db: Annotated[Database, Depends(get_db)],
+    settings: Annotated[Settings, Depends(get_settings)],
+) -> Response:
+    signer = TokenSigner(settings.resolved_secret_key())
+    recorded = email_activity.record_click(db, signer, token, _hit(request))
+    if recorded is None or recorded.url is None:
+        return _not_found()
+    return RedirectResponse(recorded.url, status_code=302, headers=NO_CACHE)
