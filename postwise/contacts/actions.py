@@ -20,7 +20,7 @@ from postwise.contacts.companies import companies_for_domains
 from postwise.contacts.fields import clean_contact
 from postwise.core.clock import utcnow
 from postwise.core.errors import Conflict, FieldError, NotFound, ValidationFailed
-from postwise.core.pagination import Page, check_limit, decode_cursor, encode_cursor
+from postwise.core.pagination import Page, keyset_page
 from postwise.storage.tables import Contact, ContactChange, ListMembership
 from postwise.storage.tenancy import workspace_of
 
@@ -378,11 +378,7 @@ def search_contacts(
     cursor: str | None = None,
     limit: int = 50,
 ) -> Page[Contact]:
-    limit = check_limit(limit)
-    stmt = select(Contact).order_by(Contact.id).limit(limit + 1)
-    after = decode_cursor(cursor)
-    if after is not None:
-        stmt = stmt.where(Contact.id > after)
+    stmt = select(Contact)
     if q:
         stmt = stmt.where(
             or_(
@@ -405,7 +401,4 @@ def search_contacts(
                 select(ListMembership.contact_id).where(ListMembership.list_id == list_id)
             )
         )
-    rows = list(session.scalars(stmt))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(rows, encode_cursor(rows[-1].id) if more else None)
+    return keyset_page(session, stmt, Contact.id, cursor, limit)

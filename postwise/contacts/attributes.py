@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from postwise.core.errors import Conflict, FieldError, NotFound, ValidationFailed
-from postwise.core.pagination import Page, check_limit, decode_cursor, encode_cursor
+from postwise.core.pagination import Page, keyset_page
 from postwise.storage.tables import AttributeDefinition
 
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
@@ -226,19 +226,12 @@ def search_attributes(
     cursor: str | None = None,
     limit: int = 50,
 ) -> Page[AttributeDefinition]:
-    limit = check_limit(limit)
-    stmt = select(AttributeDefinition).order_by(AttributeDefinition.id).limit(limit + 1)
-    after = decode_cursor(cursor)
-    if after is not None:
-        stmt = stmt.where(AttributeDefinition.id > after)
+    stmt = select(AttributeDefinition)
     if entity:
         stmt = stmt.where(AttributeDefinition.entity == entity)
     if q:
         stmt = stmt.where(AttributeDefinition.name.contains(q.lower(), autoescape=True))
-    rows = list(session.scalars(stmt))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(rows, encode_cursor(rows[-1].id) if more else None)
+    return keyset_page(session, stmt, AttributeDefinition.id, cursor, limit)
 
 
 def update_attribute(session: Session, attribute_id: int, description: str) -> AttributeDefinition:

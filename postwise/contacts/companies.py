@@ -13,7 +13,7 @@ from postwise.contacts.fields import clean_company
 from postwise.contacts.freemail import is_free_mail
 from postwise.core.clock import utcnow
 from postwise.core.errors import Conflict, NotFound
-from postwise.core.pagination import Page, check_limit, decode_cursor, encode_cursor
+from postwise.core.pagination import Page, keyset_page
 from postwise.storage.tables import Company, Contact
 
 
@@ -131,11 +131,7 @@ def search_companies(
     cursor: str | None = None,
     limit: int = 50,
 ) -> Page[Company]:
-    limit = check_limit(limit)
-    stmt = select(Company).order_by(Company.id).limit(limit + 1)
-    after = decode_cursor(cursor)
-    if after is not None:
-        stmt = stmt.where(Company.id > after)
+    stmt = select(Company)
     if q:
         stmt = stmt.where(
             or_(
@@ -149,7 +145,4 @@ def search_companies(
         stmt = stmt.where(Company.size_band == size_band)
     if country:
         stmt = stmt.where(Company.country == country.upper())
-    rows = list(session.scalars(stmt))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(rows, encode_cursor(rows[-1].id) if more else None)
+    return keyset_page(session, stmt, Company.id, cursor, limit)

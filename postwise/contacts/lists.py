@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from postwise.core.clock import utcnow
 from postwise.core.errors import Conflict, FieldError, NotFound, ValidationFailed
-from postwise.core.pagination import Page, check_limit, decode_cursor, encode_cursor
+from postwise.core.pagination import Page, keyset_page
 from postwise.storage.tables import Consent, Contact, ContactChange, ListMembership, MailingList
 from postwise.storage.tenancy import workspace_of
 
@@ -106,17 +106,10 @@ def delete_list(session: Session, list_id: int) -> None:
 def search_lists(
     session: Session, *, q: str | None = None, cursor: str | None = None, limit: int = 50
 ) -> Page[MailingList]:
-    limit = check_limit(limit)
-    stmt = select(MailingList).order_by(MailingList.id).limit(limit + 1)
-    after = decode_cursor(cursor)
-    if after is not None:
-        stmt = stmt.where(MailingList.id > after)
+    stmt = select(MailingList)
     if q:
         stmt = stmt.where(MailingList.name.icontains(q, autoescape=True))
-    rows = list(session.scalars(stmt))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(rows, encode_cursor(rows[-1].id) if more else None)
+    return keyset_page(session, stmt, MailingList.id, cursor, limit)
 
 
 def list_counts(session: Session, list_id: int) -> dict[str, int]:
@@ -321,19 +314,7 @@ def list_members(
     limit: int = 50,
 ) -> Page[ListMembership]:
     get_list(session, list_id)
-    limit = check_limit(limit)
-    stmt = (
-        select(ListMembership)
-        .where(ListMembership.list_id == list_id)
-        .order_by(ListMembership.contact_id)
-        .limit(limit + 1)
-    )
-    after = decode_cursor(cursor)
-    if after is not None:
-        stmt = stmt.where(ListMembership.contact_id > after)
+    stmt = select(ListMembership).where(ListMembership.list_id == list_id)
     if status:
         stmt = stmt.where(ListMembership.status == status)
-    rows = list(session.scalars(stmt))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(rows, encode_cursor(rows[-1].contact_id) if more else None)
+    return keyset_page(session, stmt, ListMembership.contact_id, cursor, limit)

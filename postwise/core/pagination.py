@@ -7,6 +7,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from sqlalchemy import Select
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
 from postwise.core.errors import ValidationFailed
 
 T = TypeVar("T")
@@ -48,3 +51,21 @@ def check_limit(limit: int) -> int:
             f"limit must be between 1 and {MAX_LIMIT}", code="invalid_limit", field="limit"
         )
     return limit
+
+
+def keyset_page(
+    session: Session,
+    stmt: Select[Any],
+    key: InstrumentedAttribute[int],
+    cursor: str | None,
+    limit: int,
+) -> Page[Any]:
+    """One page of ``stmt`` (filters applied, no order or limit) ordered by ``key``."""
+    limit = check_limit(limit)
+    after = decode_cursor(cursor)
+    if after is not None:
+        stmt = stmt.where(key > after)
+    rows = list(session.scalars(stmt.order_by(key).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(rows, encode_cursor(getattr(rows[-1], key.key)) if more else None)

@@ -31,7 +31,7 @@ from postwise.contacts.emails import normalize_domain
 from postwise.contacts.lists import CONSENT_SOURCES, ConsentInput
 from postwise.core.clock import utcnow
 from postwise.core.errors import Conflict, NotFound, ValidationFailed
-from postwise.core.pagination import Page, check_limit, decode_cursor, encode_cursor
+from postwise.core.pagination import Page, keyset_page
 from postwise.privacy.hashing import AddressHasher, suppression_form
 from postwise.storage.tables import Consent, ContactChange, Suppression
 
@@ -253,7 +253,6 @@ def list_suppressions(
     limit: int = 50,
 ) -> Page[Suppression]:
     """Oldest first; ``q`` matches part of an address or domain, any case."""
-    limit = check_limit(limit)
     if kind is not None and kind not in KINDS:
         raise ValidationFailed(
             f"kind must be one of {', '.join(KINDS)}", code="invalid_kind", field="kind"
@@ -262,20 +261,14 @@ def list_suppressions(
         raise ValidationFailed(
             f"reason must be one of {', '.join(ALL_REASONS)}", code="invalid_reason", field="reason"
         )
-    stmt = select(Suppression).order_by(Suppression.id).limit(limit + 1)
-    after = decode_cursor(cursor)
-    if after is not None:
-        stmt = stmt.where(Suppression.id > after)
+    stmt = select(Suppression)
     if kind is not None:
         stmt = stmt.where(Suppression.kind == kind)
     if reason is not None:
         stmt = stmt.where(Suppression.reason == reason)
     if q:
         stmt = stmt.where(Suppression.value.contains(q.strip().lower(), autoescape=True))
-    rows = list(session.scalars(stmt))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(rows, encode_cursor(rows[-1].id) if more else None)
+    return keyset_page(session, stmt, Suppression.id, cursor, limit)
 
 
 def readmit(
