@@ -1,0 +1,1 @@
+"""Bounces and complaints: parsing, classification, intake, suppression (docs/bounces.md)."""
