@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -482,3 +483,163 @@ class DkimKeyRecord(WorkspaceOwned, Base):
     dns_record: Mapped[str] = mapped_column(Text)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- Bounces and complaints (docs/bounces.md: intake, policy, filter blocks) ---------------
+
+
+class InboundMessage(Base):
+    """A message that came back (DSN, complaint, auto-reply, webhook event), kept as received.
+
+    Not ``WorkspaceOwned``: a message is stored before (and even when never) it is tied to
+    a workspace. ``raw`` is cut at ``POSTWISE_BOUNCE_RAW_LIMIT`` bytes (``raw_size`` says how
+    big it was), so a hostile sender cannot fill the database. ``dedupe_key`` makes a
+    webhook retry or a re-read maildir file land once.
+    """
+
+    __tablename__ = "inbound_messages"
+    __table_args__ = (
+        Index("ix_inbound_messages_ws_received", "workspace_id", "received_at"),
+        Index(
+            "uq_inbound_messages_dedupe_key",
+            "dedupe_key",
+            unique=True,
+            postgresql_where=text("dedupe_key IS NOT NULL"),
+            sqlite_where=text("dedupe_key IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    workspace_id: Mapped[int | None] = mapped_column(
+        BigID, ForeignKey("workspaces.id", ondelete="CASCADE"), default=None
+    )
+    source: Mapped[str] = mapped_column(String(16))  # smtp|imap|maildir|http|ses|sendgrid|send_time
+    kind: Mapped[str] = mapped_column(String(16))  # report.Kind value
+    parsed: Mapped[bool] = mapped_column(Boolean, default=True)
+    unparsed_reason: Mapped[str | None] = mapped_column(String(500), default=None)
+    mail_from: Mapped[str | None] = mapped_column(String(320), default=None)
+    rcpt_to: Mapped[list[str]] = mapped_column(JSONDoc, default=list)
+    subject: Mapped[str | None] = mapped_column(String(1000), default=None)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    raw_size: Mapped[int] = mapped_column(BigInteger, default=0)
+    dedupe_key: Mapped[str | None] = mapped_column(String(255), default=None)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BounceRecord(WorkspaceOwned, Base):
+    """One recipient's bounce or complaint, tied to the outbox row when it could be.
+
+    ``verdict`` is what the policy did: ``suppressed``, ``soft_counted``,
+    ``kept_filter_block``, ``ignored`` (e.g. a soft bounce under the threshold of a
+    message that was never ours).
+    """
+
+    __tablename__ = "bounce_records"
+    __table_args__ = (
+        Index("ix_bounce_records_ws_occurred", "workspace_id", "occurred_at"),
+        Index("ix_bounce_records_ws_domain_occurred", "workspace_id", "domain", "occurred_at"),
+        Index("ix_bounce_records_ws_email_occurred", "workspace_id", "email", "occurred_at"),
+        Index("ix_bounce_records_ws_campaign", "workspace_id", "campaign_key"),
+        Index(
+            "uq_bounce_records_ws_dedupe_key",
+            "workspace_id",
+            "dedupe_key",
+            unique=True,
+            postgresql_where=text("dedupe_key IS NOT NULL"),
+            sqlite_where=text("dedupe_key IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    inbound_id: Mapped[int | None] = mapped_column(
+        BigID, ForeignKey("inbound_messages.id", ondelete="SET NULL"), default=None
+    )
+    outbox_id: Mapped[int | None] = mapped_column(
+        BigID, ForeignKey("outbox.id", ondelete="SET NULL"), default=None
+    )
+    contact_id: Mapped[int | None] = mapped_column(
+        BigID, ForeignKey("contacts.id", ondelete="SET NULL"), default=None
+    )
+    email: Mapped[str] = mapped_column(String(320))
+    domain: Mapped[str] = mapped_column(String(255))
+    campaign_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    source: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16))  # bounce | complaint
+    reason: Mapped[str] = mapped_column(String(32))
+    hard: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str | None] = mapped_column(String(16), default=None)
+    reply_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    diagnostic: Mapped[str | None] = mapped_column(Text, default=None)
+    feedback_type: Mapped[str | None] = mapped_column(String(32), default=None)
+    filter_wording: Mapped[bool] = mapped_column(Boolean, default=False)
+    verdict: Mapped[str] = mapped_column(String(32))
+    evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    dedupe_key: Mapped[str | None] = mapped_column(String(255), default=None)
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DomainBlock(WorkspaceOwned, Base):
+    """A recipient domain whose gateway is suspected of filtering our mail as "unknown user".
+
+    One row per domain; ``status`` is ``active`` or ``cleared``. While active and before
+    ``slow_until``, the deliverer paces the domain at ``per_minute`` at most.
+    """
+
+    __tablename__ = "domain_blocks"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "domain"),
+        Index("ix_domain_blocks_status_slow", "status", "slow_until"),
+    )
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    domain: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    since: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    campaign_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    per_minute: Mapped[float | None] = mapped_column(Float, default=None)
+    slow_until: Mapped[datetime | None] = mapped_column(default=None)
+    cleared_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class BounceAlert(WorkspaceOwned, Base):
+    """Something a person should look at: what was seen and what to do about it."""
+
+    __tablename__ = "bounce_alerts"
+    __table_args__ = (Index("ix_bounce_alerts_ws_created", "workspace_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))  # filter_block | ...
+    domain: Mapped[str | None] = mapped_column(String(255), default=None)
+    campaign_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    message: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(default=None)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(200), default=None)
+
+
+class SuppressionEvent(WorkspaceOwned, Base):
+    """Audit of suppression entries added or lifted by bounce policy or a person.
+
+    ``suppression_id`` is a plain id: a lifted entry is deleted, its history stays.
+    """
+
+    __tablename__ = "suppression_events"
+    __table_args__ = (
+        Index("ix_suppression_events_ws_value", "workspace_id", "value"),
+        Index("ix_suppression_events_ws_at", "workspace_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    suppression_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    action: Mapped[str] = mapped_column(String(16))  # added | lifted
+    entry_kind: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str] = mapped_column(String(320))
+    reason: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(200))
+    note: Mapped[str] = mapped_column(String(500), default="")
+    evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
