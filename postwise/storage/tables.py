@@ -643,3 +643,55 @@ class SuppressionEvent(WorkspaceOwned, Base):
     note: Mapped[str] = mapped_column(String(500), default="")
     evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+
+class Segment(WorkspaceOwned, Base):
+    """A saved segment definition (docs/segments.md); ``version`` counts saves.
+
+    ``member_count`` and ``refreshed_at`` describe the last full refresh, kept current by
+    the incremental updates in between, so lists of segments never count members.
+    """
+
+    __tablename__ = "segments"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(String(1000), default="")
+    definition: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | paused
+    member_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    refreshed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class SegmentMembership(WorkspaceOwned, Base):
+    """One stay of a contact in a segment: ``exited_at`` is NULL while they are a member.
+
+    History is kept: a contact who leaves and comes back gets a new row. The partial
+    unique index allows one open stay per (segment, contact) and serves "current members"
+    in contact-id order (member pages, refresh diffs).
+    """
+
+    __tablename__ = "segment_memberships"
+    __table_args__ = (
+        Index(
+            "uq_segment_memberships_current",
+            "segment_id",
+            "contact_id",
+            unique=True,
+            postgresql_where=text("exited_at IS NULL"),
+            sqlite_where=text("exited_at IS NULL"),
+        ),
+        Index("ix_segment_memberships_ws_contact", "workspace_id", "contact_id", "entered_at"),
+        Index("ix_segment_memberships_segment_entered", "segment_id", "entered_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    segment_id: Mapped[int] = mapped_column(BigID, ForeignKey("segments.id", ondelete="CASCADE"))
+    contact_id: Mapped[int] = mapped_column(BigID, ForeignKey("contacts.id", ondelete="CASCADE"))
+    entered_at: Mapped[datetime] = mapped_column(default=utcnow)
+    exited_at: Mapped[datetime | None] = mapped_column(default=None)
