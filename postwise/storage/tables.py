@@ -645,7 +645,6 @@ class SuppressionEvent(WorkspaceOwned, Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-
 class Segment(WorkspaceOwned, Base):
     """A saved segment definition (docs/segments.md); ``version`` counts saves.
 
