@@ -94,7 +94,7 @@ def remove(suppression_id: int, workspace: int = WORKSPACE) -> None:
     """Lift an address or domain entry (an erased person's hash needs their new consent)."""
     db = open_database()
     with user_errors(), db.tenant(workspace) as session:
-        suppression.remove_suppression(session, suppression_id)
+        suppression.remove_suppression(session, suppression_id, actor="cli")
     console.print(f"suppression {suppression_id} removed")
 
 

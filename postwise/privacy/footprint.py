@@ -57,6 +57,8 @@ NOT_PERSONAL: dict[str, str] = {
 BELONG_TO_MENTIONED: dict[str, str] = {
     "captured_messages": "mail captured on its way to (or from) the person",
     "jobs": "background work carried out for the person",
+    "inbound_messages": "a bounce, complaint or reply about the person (``addresses``)",
+    "suppression_events": "the audit of suppressing or lifting the person's address",
 }
 REDACTED = "[erased]"
 # Characters that may sit next to an address inside a longer one (local part, subdomain).

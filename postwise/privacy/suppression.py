@@ -33,7 +33,7 @@ from postwise.core.clock import utcnow
 from postwise.core.errors import Conflict, NotFound, ValidationFailed
 from postwise.core.pagination import Page, keyset_page
 from postwise.privacy.hashing import AddressHasher, suppression_form
-from postwise.storage.tables import Consent, ContactChange, Suppression
+from postwise.storage.tables import Consent, ContactChange, Suppression, SuppressionEvent
 
 Kind = Literal["address", "domain", "address_hash"]
 # Reasons a person or a caller may give; ``erased`` is written by erasure alone.
@@ -230,8 +230,41 @@ def get_suppression(session: Session, suppression_id: int) -> Suppression:
     return row
 
 
-def remove_suppression(session: Session, suppression_id: int) -> None:
-    """Lift an address or domain entry; an erasure's hash only goes through ``readmit``."""
+def audit(
+    session: Session,
+    row: Suppression,
+    action: str,
+    *,
+    actor: str,
+    note: str = "",
+    evidence: dict[str, Any] | None = None,
+) -> SuppressionEvent:
+    """Record that ``row`` was added or lifted, by whom and why (``suppression_events``).
+
+    The entry itself is deleted when lifted; this row is what remains to show it existed.
+    Erasure hashes are never audited here: the hash is the only trace erasure may keep.
+    """
+    event = SuppressionEvent(
+        suppression_id=row.id,
+        action=action,
+        entry_kind=row.kind,
+        value=row.value,
+        reason=row.reason,
+        actor=actor[:200],
+        note=note[:500],
+        evidence=evidence or {},
+        at=utcnow(),
+    )
+    session.add(event)
+    session.flush()
+    return event
+
+
+def remove_suppression(
+    session: Session, suppression_id: int, *, actor: str = "unknown", note: str = ""
+) -> None:
+    """Lift an address or domain entry, audited; an erasure's hash only goes through
+    ``readmit``."""
     row = get_suppression(session, suppression_id)
     if row.kind == ADDRESS_HASH:
         raise Conflict(
@@ -239,6 +272,7 @@ def remove_suppression(session: Session, suppression_id: int) -> None:
             "they consent again (POST /api/contacts/{id}/readmit)",
             code="erasure_suppression",
         )
+    audit(session, row, "lifted", actor=actor, note=note)
     session.delete(row)
     session.flush()
 

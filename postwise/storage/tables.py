@@ -519,6 +519,8 @@ class InboundMessage(Base):
     unparsed_reason: Mapped[str | None] = mapped_column(String(500), default=None)
     mail_from: Mapped[str | None] = mapped_column(String(320), default=None)
     rcpt_to: Mapped[list[str]] = mapped_column(JSONDoc, default=list)
+    # The addresses the message reports on: how erasure finds (and deletes) it.
+    addresses: Mapped[list[str]] = mapped_column(JSONDoc, default=list)
     subject: Mapped[str | None] = mapped_column(String(1000), default=None)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     raw_size: Mapped[int] = mapped_column(BigInteger, default=0)

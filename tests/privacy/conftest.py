@@ -14,12 +14,15 @@ from postwise.privacy.hashing import AddressHasher
 from postwise.storage.database import Database
 from postwise.storage.tables import (
     Base,
+    BounceRecord,
     CapturedMessage,
     Event,
     Identity,
+    InboundMessage,
     Job,
     OutboxMessage,
     Suppression,
+    SuppressionEvent,
 )
 from postwise.workspaces.actions import NewWorkspace, create_workspace
 
@@ -122,6 +125,28 @@ def seed(db: Database, ws: int, other_ws: int) -> Seeded:
         )
         s.add(Suppression(kind="address", value=ADA.lower(), reason="unsubscribed"))
         s.add(Suppression(kind="domain", value="spam.example", reason="manual"))
+        s.add(
+            BounceRecord(
+                contact_id=ada.id,
+                email=ADA.lower(),
+                domain=ADA.lower().rsplit("@", 1)[1],
+                source="smtp",
+                kind="bounce",
+                reason="mailboxfull",
+                hard=False,
+                diagnostic=f"552 {ADA}: mailbox full",
+                verdict="soft_counted",
+            )
+        )
+        s.add(
+            SuppressionEvent(
+                action="lifted",
+                entry_kind="address",
+                value=ADA.lower(),
+                reason="bounced",
+                actor="cli",
+            )
+        )
         seeded_ada, seeded_bob = ada.id, bob.id
     with db.system() as s:
         s.add(
@@ -140,6 +165,15 @@ def seed(db: Database, ws: int, other_ws: int) -> Seeded:
                 rcpt_to=[ADA],
                 subject=f"Welcome, {FIRST}",
                 raw=f"To: {FIRST} {LAST} <{ADA}>\r\nSubject: Welcome\r\n\r\nHi\r\n".encode(),
+            )
+        )
+        s.add(
+            InboundMessage(
+                workspace_id=ws,
+                source="smtp",
+                kind="bounce",
+                addresses=[ADA.lower()],
+                raw=f"Final-Recipient: rfc822; {ADA}\r\n".encode(),
             )
         )
     with db.tenant(other_ws) as s:

@@ -45,6 +45,7 @@ from tests.privacy.conftest import (
 
 # The tables the seed fills for Ada; a new contact-linked table must be added to the seed.
 SEEDED_LINKED = {
+    "bounce_records",
     "consents",
     "contact_changes",
     "events",

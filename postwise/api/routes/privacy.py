@@ -212,8 +212,8 @@ def check(
     response_class=Response,
     summary="Lift an address or domain entry (an erasure's hash needs /readmit)",
 )
-def remove_suppression(session: Tenant, suppression_id: Id) -> None:
-    suppression.remove_suppression(session, suppression_id)
+def remove_suppression(session: Tenant, caller: Caller, suppression_id: Id) -> None:
+    suppression.remove_suppression(session, suppression_id, actor=_requested_by(caller))
 
 
 @router.get(

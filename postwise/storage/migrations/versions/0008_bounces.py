@@ -96,6 +96,9 @@ def upgrade() -> None:
         sa.Column(
             "rcpt_to", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False
         ),
+        sa.Column(
+            "addresses", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False
+        ),
         sa.Column("subject", sa.String(length=1000), nullable=True),
         sa.Column("raw", sa.LargeBinary(), nullable=False),
         sa.Column("raw_size", sa.BigInteger(), nullable=False),
