@@ -57,6 +57,11 @@ class Settings(BaseSettings):
         default=730, ge=0, description="Events older than this are purged daily; 0 keeps all."
     )
 
+    # Segments (docs/segments.md): how often time-dependent segments are recomputed.
+    segment_sweep_minutes: int = Field(
+        default=15, ge=1, description="Time-dependent segments are refreshed this often."
+    )
+
     # Delivery (docs/delivery.md): how mail leaves. capture writes .eml files and sends nothing.
     delivery_transport: Literal["capture", "relay", "mx"] = "capture"
     capture_dir: Path | None = Field(
