@@ -89,6 +89,39 @@ class Settings(BaseSettings):
         default=None, description="First sending day of a new domain/IP: caps daily volume."
     )
 
+    # Bounces (docs/bounces.md): intake, suppression policy and filter-block detection.
+    bounce_raw_limit: int = Field(
+        default=262144, ge=1024, description="Bytes of each inbound message kept (the rest cut)."
+    )
+    bounce_soft_limit: int = Field(
+        default=3, ge=1, description="Soft bounces within bounce_soft_days that suppress."
+    )
+    bounce_soft_days: int = Field(default=7, ge=1)
+    bounce_burst_min: int = Field(
+        default=10, ge=1, description="Hard bounces from one domain in one send that look filtered."
+    )
+    bounce_burst_ratio: float = Field(default=0.2, gt=0, le=1)
+    bounce_burst_minutes: int = Field(default=10, ge=1)
+    bounce_engagement_days: int = Field(
+        default=30, ge=0, description="Human opens/clicks/visits this recent make 5.1.1 doubtful."
+    )
+    bounce_block_per_minute: float = Field(
+        default=6.0, gt=0, description="Pace of a domain suspected of filtering our mail."
+    )
+    bounce_block_slow_hours: float = Field(default=24.0, gt=0)
+    inbound_smtp_host: str = "127.0.0.1"
+    inbound_smtp_port: int = 2525
+    inbound_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    bounce_imap_host: str = ""
+    bounce_imap_port: int = 993
+    bounce_imap_tls: Literal["implicit", "starttls", "none"] = "implicit"
+    bounce_imap_username: str = ""
+    bounce_imap_password: SecretStr | None = None
+    bounce_imap_mailbox: str = "INBOX"
+    bounce_sendgrid_public_key: str = Field(
+        default="", description="SendGrid signed-webhook key (base64 DER); empty: unsigned."
+    )
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
