@@ -23,6 +23,7 @@ class TokenKind(IntEnum):
     OPEN = 2  # (message id,)
     UNSUBSCRIBE = 3  # (workspace id, contact id, list id or 0, message id)
     BOUNCE = 4  # (message id,) in the VERP return path
+    WEBHOOK = 5  # (workspace id,) in a mail provider's bounce webhook URL
 
 
 def _varints(values: tuple[int, ...]) -> bytes:
