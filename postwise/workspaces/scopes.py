@@ -12,6 +12,8 @@ class Scope(StrEnum):
     COMPANIES_WRITE = "companies:write"
     LISTS_READ = "lists:read"
     LISTS_WRITE = "lists:write"
+    SEGMENTS_READ = "segments:read"
+    SEGMENTS_WRITE = "segments:write"
     PRIVACY = "privacy"
     SEND = "send"
     TRACK = "track"
