@@ -415,6 +415,8 @@ class OutboxMessage(WorkspaceOwned, Base):
         Index("ix_outbox_lease", "status", "lease_expires_at"),
         Index("ix_outbox_ws_contact", "workspace_id", "contact_id"),
         Index("ix_outbox_ws_status", "workspace_id", "status"),
+        # Bounces without a VERP token are tied by the returned Message-ID (migration 0008).
+        Index("ix_outbox_message_id", "message_id"),
     )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)

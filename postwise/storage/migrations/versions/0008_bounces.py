@@ -20,6 +20,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.create_index("ix_outbox_message_id", ["message_id"], unique=False)
     op.create_table(
         "bounce_alerts",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -274,3 +276,5 @@ def downgrade() -> None:
         batch_op.drop_index("ix_bounce_alerts_ws_created")
 
     op.drop_table("bounce_alerts")
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.drop_index("ix_outbox_message_id")
