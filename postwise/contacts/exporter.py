@@ -29,7 +29,14 @@ from postwise.contacts.attributes import AttributeSchema, AttributeType, Entity
 from postwise.contacts.fields import CONTACT_STATUSES
 from postwise.core.errors import NotFound, ValidationFailed
 from postwise.storage import tenancy
-from postwise.storage.tables import Company, Contact, ListMembership, MailingList
+from postwise.storage.tables import (
+    Company,
+    Contact,
+    ListMembership,
+    MailingList,
+    Segment,
+    SegmentMembership,
+)
 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 PAGE_SIZE = 1000
@@ -76,6 +83,7 @@ def _text(value: Any, kind: AttributeType | None = None) -> str:
 class ExportFilter:
     list_name: str | None = None
     status: str | None = None
+    segment_id: int | None = None  # current members of this segment (docs/segments.md)
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,7 @@ class Export:
     workspace_id: int
     status: str | None
     list_id: int | None
+    segment_id: int | None
     attributes: tuple[tuple[str, AttributeType], ...]
     company_attributes: tuple[tuple[str, AttributeType], ...]
 
@@ -150,6 +159,15 @@ class Export:
                         )
                     )
                 )
+            if self.segment_id is not None:
+                stmt = stmt.where(
+                    Contact.id.in_(
+                        select(SegmentMembership.contact_id).where(
+                            SegmentMembership.segment_id == self.segment_id,
+                            SegmentMembership.exited_at.is_(None),
+                        )
+                    )
+                )
             return list(session.execute(stmt).all())
 
     def _cells(self, contact: Contact, company: Company | None) -> list[str]:
@@ -185,6 +203,14 @@ def prepare_export(engine: Engine, workspace_id: int, wanted: ExportFilter) -> E
                 raise NotFound(
                     f"no list named {wanted.list_name!r} in this workspace", field="list"
                 )
+        if wanted.segment_id is not None:
+            found = session.scalar(select(Segment.id).where(Segment.id == wanted.segment_id))
+            if found is None:
+                raise NotFound(
+                    f"no segment {wanted.segment_id} in this workspace",
+                    code="segment_not_found",
+                    field="segment_id",
+                )
         schema = AttributeSchema.load(session, Entity.CONTACT)
         company_schema = AttributeSchema.load(session, Entity.COMPANY)
     return Export(
@@ -192,6 +218,7 @@ def prepare_export(engine: Engine, workspace_id: int, wanted: ExportFilter) -> E
         workspace_id=workspace_id,
         status=wanted.status,
         list_id=list_id,
+        segment_id=wanted.segment_id,
         attributes=tuple(sorted(schema.types.items())),
         company_attributes=tuple(sorted(company_schema.types.items())),
     )
