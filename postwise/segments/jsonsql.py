@@ -1,0 +1,198 @@
+"""Typed reads of one key of a JSON column, in SQL and in Python, meaning the same thing.
+
+Event properties and custom attributes are schemaless: ``total`` may be ``500`` in one
+event and ``"500"`` in the next. A comparison must neither fail (PostgreSQL raises on
+``'abc'::float``) nor silently compare across types (SQLite orders any text after any
+number). So each reader yields the value only when the stored JSON has the expected
+type, and NULL (Python ``None``) otherwise:
+
+============  =====================  ==================================  =================
+reader        JSON type accepted     PostgreSQL                          SQLite
+============  =====================  ==================================  =================
+``text``      string                 ``jsonb_typeof = 'string'``, ``->>``  ``json_type = 'text'``
+``number``    number (not boolean)   ``'number'``, cast to float8        ``'integer'/'real'``, REAL
+``boolean``   true / false           ``'boolean'``, cast to boolean      ``'true'/'false'`` -> 1/0
+``day``       string ``YYYY-MM-DD…`` its first 10 characters             same
+``is_set``    anything but null      type not NULL and not ``'null'``    same
+============  =====================  ==================================  =================
+
+The key is always a bound parameter (a JSON path ``$."key"`` on SQLite); keys that
+could not be quoted in a path (``"`` and ``\\``, control characters) are refused by the
+definition parser (``definition.PROPERTY_NAME``). The Python functions below are the
+evaluator's side of the same rules and are what the property test holds the SQL to.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Boolean, ColumnElement, Float, String, bindparam
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import FunctionElement
+from sqlalchemy.types import TypeEngine
+
+DAY_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_PG_DAY_REGEX = "^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+_SQLITE_DAY_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*"
+
+
+class _JsonRead(FunctionElement[Any]):
+    """``reader(column, key)``; compiled per dialect below."""
+
+    inherit_cache = True
+    kind = ""
+
+    def __init__(self, column: ColumnElement[Any], key: str) -> None:
+        super().__init__(column, bindparam(None, key, type_=String(), unique=True))
+
+
+class json_text(_JsonRead):  # noqa: N801 - reads like a SQL function
+    type: TypeEngine[Any] = String()
+    inherit_cache = True
+    kind = "text"
+
+
+class json_number(_JsonRead):  # noqa: N801
+    type = Float()
+    inherit_cache = True
+    kind = "number"
+
+
+class json_boolean(_JsonRead):  # noqa: N801
+    type = Boolean()
+    inherit_cache = True
+    kind = "boolean"
+
+
+class json_day(_JsonRead):  # noqa: N801
+    type = String()
+    inherit_cache = True
+    kind = "day"
+
+
+class json_is_set(_JsonRead):  # noqa: N801
+    type = Boolean()
+    inherit_cache = True
+    kind = "is_set"
+
+
+class json_has_item(FunctionElement[Any]):  # noqa: N801
+    """``column[key]`` is an array holding the string ``item``."""
+
+    type = Boolean()
+    inherit_cache = True
+
+    def __init__(self, column: ColumnElement[Any], key: str, item: str) -> None:
+        super().__init__(
+            column,
+            bindparam(None, key, type_=String(), unique=True),
+            bindparam(None, item, type_=String(), unique=True),
+        )
+
+
+def _parts(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> list[str]:
+    return [compiler.process(clause, **kw) for clause in element.clauses]
+
+
+@compiles(_JsonRead, "postgresql")
+def _pg_read(element: _JsonRead, compiler: SQLCompiler, **kw: Any) -> str:
+    column, key = _parts(element, compiler, **kw)
+    key = f"CAST({key} AS TEXT)"
+    typeof = f"jsonb_typeof({column} -> {key})"
+    value = f"({column} ->> {key})"
+    if element.kind == "text":
+        return f"(CASE WHEN {typeof} = 'string' THEN {value} END)"
+    if element.kind == "number":
+        return f"(CASE WHEN {typeof} = 'number' THEN CAST({value} AS DOUBLE PRECISION) END)"
+    if element.kind == "boolean":
+        return f"(CASE WHEN {typeof} = 'boolean' THEN CAST({value} AS BOOLEAN) END)"
+    if element.kind == "day":
+        return (
+            f"(CASE WHEN {typeof} = 'string' AND {value} ~ '{_PG_DAY_REGEX}' "
+            f"THEN substr({value}, 1, 10) END)"
+        )
+    return f"(coalesce({typeof}, 'null') <> 'null')"
+
+
+def _sqlite_path(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> list[str]:
+    column, key = _parts(element, compiler, **kw)
+    return [column, f"('$.\"' || {key} || '\"')"]
+
+
+@compiles(_JsonRead, "sqlite")
+def _sqlite_read(element: _JsonRead, compiler: SQLCompiler, **kw: Any) -> str:
+    column, path = _sqlite_path(element, compiler, **kw)
+    typeof = f"json_type({column}, {path})"
+    value = f"json_extract({column}, {path})"
+    if element.kind == "text":
+        return f"(CASE WHEN {typeof} = 'text' THEN {value} END)"
+    if element.kind == "number":
+        return f"(CASE WHEN {typeof} IN ('integer', 'real') THEN CAST({value} AS REAL) END)"
+    if element.kind == "boolean":
+        return f"(CASE {typeof} WHEN 'true' THEN 1 WHEN 'false' THEN 0 END)"
+    if element.kind == "day":
+        return (
+            f"(CASE WHEN {typeof} = 'text' AND {value} GLOB '{_SQLITE_DAY_GLOB}' "
+            f"THEN substr({value}, 1, 10) END)"
+        )
+    return f"(coalesce({typeof}, 'null') <> 'null')"
+
+
+@compiles(json_has_item, "postgresql")
+def _pg_has_item(element: json_has_item, compiler: SQLCompiler, **kw: Any) -> str:
+    column, key, item = _parts(element, compiler, **kw)
+    key = f"CAST({key} AS TEXT)"
+    return (
+        f"(coalesce(jsonb_typeof({column} -> {key}), 'null') = 'array' AND "
+        f"({column} -> {key}) @> jsonb_build_array(CAST({item} AS TEXT)))"
+    )
+
+
+@compiles(json_has_item, "sqlite")
+def _sqlite_has_item(element: json_has_item, compiler: SQLCompiler, **kw: Any) -> str:
+    column, key, item = _parts(element, compiler, **kw)
+    path = f"('$.\"' || {key} || '\"')"
+    return (
+        f"(coalesce(json_type({column}, {path}), 'null') = 'array' AND EXISTS ("
+        f"SELECT 1 FROM json_each({column}, {path}) AS item "
+        f"WHERE item.type = 'text' AND item.value = {item}))"
+    )
+
+
+# --- the evaluator's side -------------------------------------------------------------
+
+
+def py_text(doc: Mapping[str, Any] | None, key: str) -> str | None:
+    value = (doc or {}).get(key)
+    return value if isinstance(value, str) else None
+
+
+def py_number(doc: Mapping[str, Any] | None, key: str) -> float | None:
+    value = (doc or {}).get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def py_boolean(doc: Mapping[str, Any] | None, key: str) -> bool | None:
+    value = (doc or {}).get(key)
+    return value if isinstance(value, bool) else None
+
+
+def py_day(doc: Mapping[str, Any] | None, key: str) -> str | None:
+    value = (doc or {}).get(key)
+    if isinstance(value, str) and DAY_PATTERN.match(value):
+        return value[:10]
+    return None
+
+
+def py_is_set(doc: Mapping[str, Any] | None, key: str) -> bool:
+    return (doc or {}).get(key) is not None
+
+
+def py_has_item(doc: Mapping[str, Any] | None, key: str, item: str) -> bool:
+    value = (doc or {}).get(key)
+    return isinstance(value, list) and any(isinstance(i, str) and i == item for i in value)
