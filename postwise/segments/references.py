@@ -1,0 +1,119 @@
+"""What a definition depends on, so a change re-evaluates only the segments it can move.
+
+Membership keeps itself current by asking, for an incoming event or a changed contact,
+which segments mention that event name, field or list (docs/segments.md#membership).
+Referenced segments are compiled inline, so their dependencies are included here too.
+``time_dependent`` says the answer can change with the clock alone (a sliding window, a
+relative date, an anniversary), which only a scheduled re-evaluation can notice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from postwise.segments.definition import (
+    AccountCondition,
+    AllGroup,
+    AnyGroup,
+    Definition,
+    EmailCondition,
+    EventCondition,
+    FieldCondition,
+    ListCondition,
+    Node,
+    NotGroup,
+    SegmentCondition,
+)
+
+_RELATIVE_FIELD_OPS = frozenset(
+    {"within_last", "more_than_ago", "within_next", "anniversary_within"}
+)
+_RELATIVE_TIME_TESTS = frozenset({"within_last", "more_than_ago"})
+
+
+@dataclass(frozen=True)
+class References:
+    event_names: frozenset[str]  # behaviour conditions (not_followed_by included)
+    email_event_names: frozenset[str]  # "Email Opened", "Unsubscribed", ...
+    email_kinds: frozenset[str]  # "opened", "unsubscribed", ...
+    fields: frozenset[str]  # "contact.seniority", "company.attributes.tier", ...
+    list_ids: frozenset[int]
+    segment_ids: frozenset[int]  # every segment reached, directly or through another
+    time_dependent: bool
+    account_level: bool
+
+    @property
+    def uses_lists(self) -> bool:
+        return bool(self.list_ids)
+
+    @property
+    def uses_company(self) -> bool:
+        return any(name.startswith("company.") for name in self.fields)
+
+    @property
+    def all_event_names(self) -> frozenset[str]:
+        return self.event_names | self.email_event_names
+
+
+class _Collector:
+    def __init__(self, defn: Definition) -> None:
+        self.defn = defn
+        self.events: set[str] = set()
+        self.emails: set[str] = set()
+        self.kinds: set[str] = set()
+        self.fields: set[str] = set()
+        self.lists: set[int] = set()
+        self.segments: set[int] = set()
+        self.time = False
+        self.account = False
+
+    def visit(self, node: Node) -> None:
+        if isinstance(node, AllGroup):
+            for child in node.all:
+                self.visit(child)
+        elif isinstance(node, AnyGroup):
+            for child in node.any:
+                self.visit(child)
+        elif isinstance(node, NotGroup):
+            self.visit(node.not_)
+        elif isinstance(node, FieldCondition):
+            self.fields.add(node.field)
+            self.time |= node.op in _RELATIVE_FIELD_OPS
+        elif isinstance(node, EventCondition):
+            self.event(node)
+        elif isinstance(node, EmailCondition):
+            self.emails.add(node.event_name)
+            self.kinds.add(node.email)
+            self.time |= node.window is not None and node.window.last is not None
+        elif isinstance(node, ListCondition):
+            self.lists.add(node.list)
+        elif isinstance(node, SegmentCondition):
+            if node.segment not in self.segments:
+                self.segments.add(node.segment)
+                self.visit(self.defn.segments[node.segment])
+        elif isinstance(node, AccountCondition):
+            self.account = True
+            self.visit(node.account.where)
+
+    def event(self, node: EventCondition) -> None:
+        self.events.add(node.event)
+        if node.not_followed_by is not None:
+            self.events.add(node.not_followed_by.event)
+        self.time |= node.window is not None and node.window.last is not None
+        for test in (node.first, node.last):
+            self.time |= test is not None and test.op in _RELATIVE_TIME_TESTS
+
+
+def references(defn: Definition) -> References:
+    found = _Collector(defn)
+    found.visit(defn.root)
+    return References(
+        event_names=frozenset(found.events),
+        email_event_names=frozenset(found.emails),
+        email_kinds=frozenset(found.kinds),
+        fields=frozenset(found.fields),
+        list_ids=frozenset(found.lists),
+        segment_ids=frozenset(found.segments),
+        time_dependent=found.time,
+        account_level=found.account,
+    )
