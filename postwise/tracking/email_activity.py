@@ -97,7 +97,7 @@ def record_open(db: Database, signer: TokenSigner, token: str, hit: Hit) -> Reco
         if row is None:
             return None
         machine, reason = machines.classify(
-            machines.Facts(hit.method, hit.user_agent, _since(row.sent_at, now))
+            machines.Facts(hit.method, hit.user_agent, _since(row.sent_at, now), ip=hit.ip)
         )
         _insert(conn, row, OPENED, hit, now, {MACHINE_KEY: machine, MACHINE_REASON_KEY: reason})
     return Recorded(row.workspace_id, row.id, machine, reason)
@@ -144,6 +144,7 @@ def record_click(db: Database, signer: TokenSigner, token: str, hit: Hit) -> Rec
                 _since(row.sent_at, now),
                 recent_distinct_links=len(recent),
                 is_click=True,
+                ip=hit.ip,
             )
         )
         props = {"url": url, "link_index": index, MACHINE_KEY: machine, MACHINE_REASON_KEY: reason}

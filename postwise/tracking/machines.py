@@ -1,16 +1,19 @@
 """Was an email open or click a person, or a machine acting for them? (docs/tracking.md)
 
-Pure rules over what one request shows: the method, the user agent, the time since the
-message was sent and, for clicks, how many distinct links of the message were clicked
-just before. The first rule that matches gives the reason stored with the event
-(``properties.machine_reason``, see ``actors.py``). User-agent rules are data
-(``USER_AGENT_RULES``), so adding a scanner is one line.
+Pure rules over what one request shows: the method, the user agent, the client's network,
+the time since the message was sent and, for clicks, how many distinct links of the
+message were clicked just before. The first rule that matches gives the reason stored
+with the event (``properties.machine_reason``, see ``actors.py``). User-agent rules are
+data (``USER_AGENT_RULES``), so adding a scanner is one line; so are networks
+(``data/machine_networks.toml``, read by ``networks.py``).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from postwise.tracking import networks
 
 # (pattern, reason); searched in order, case-insensitive.
 USER_AGENT_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
@@ -51,6 +54,8 @@ class Facts:
     # this one included.
     recent_distinct_links: int = 0
     is_click: bool = False
+    # The client's address as the server saw it (after a trusted proxy's X-Forwarded-For).
+    ip: str | None = None
 
 
 def classify(facts: Facts) -> tuple[bool, str | None]:
@@ -63,6 +68,9 @@ def classify(facts: Facts) -> tuple[bool, str | None]:
     for pattern, reason in USER_AGENT_RULES:
         if pattern.search(agent):
             return True, reason
+    network = networks.shipped().lookup(facts.ip)
+    if network is not None and network.applies(facts.is_click):
+        return True, network.reason
     if facts.is_click:
         since = facts.seconds_since_sent
         if since is not None and since < CLICK_AFTER_SEND_SECONDS:
