@@ -1,0 +1,211 @@
+"""A workspace's saved segments, parsed once per version, in dependency order.
+
+Membership work (a refresh, a contact's re-evaluation) needs each active segment's
+parsed definition and what it references. Parsing is cached per process by
+(workspace, segment id, version): a save bumps the version, so a stale entry is never
+used. ``load`` returns the segments so that every segment comes after the segments it
+references (cycles are refused when a definition is saved), which is the order in which
+a membership change must flow to the segments that depend on it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from postwise.segments import changes
+from postwise.segments.context import load_context
+from postwise.segments.definition import Definition, InvalidSegment, parse_definition
+from postwise.segments.references import References, references
+from postwise.storage.tables import Segment
+from postwise.storage.tenancy import workspace_of
+
+log = structlog.get_logger(__name__)
+_CACHE_SIZE = 2048
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """One saved segment ready for membership work."""
+
+    id: int
+    workspace_id: int
+    name: str
+    version: int
+    definition: Definition
+    refs: References
+    triggers: frozenset[str]  # change keys (``changes``) that can move a contact in or out
+
+    @property
+    def time_dependent(self) -> bool:
+        return bool(self.refs.time_dependent)
+
+    @property
+    def account_level(self) -> bool:
+        return bool(self.refs.account_level)
+
+    @property
+    def uses_segments(self) -> frozenset[int]:
+        return frozenset(int(s) for s in self.refs.segment_ids)
+
+    def triggered_by(self, keys: set[str]) -> bool:
+        if changes.ANYTHING in keys or keys & self.triggers:
+            return True
+        return changes.ANY_EVENT in keys and any(k.startswith("event:") for k in self.triggers)
+
+
+def triggers_of(refs: References) -> frozenset[str]:
+    """The change keys (``changes``) that can alter a definition with these references."""
+    keys = {changes.event_key(name) for name in refs.all_event_names}
+    keys.update(changes.field_key(name) for name in refs.fields)
+    if refs.uses_company:
+        keys.add(changes.COMPANY)  # the contact moved to another company
+    if refs.uses_lists:
+        keys.add(changes.LIST)
+    return frozenset(keys)
+
+
+# (workspace, segment id, version, versions of the workspace's segments): a definition
+# inlines the segments it references, so a save of any of them must miss the cache.
+_Key = tuple[int, int, int, int]
+
+
+class _Cache:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: OrderedDict[_Key, Loaded] = OrderedDict()
+
+    def get(self, key: _Key) -> Loaded | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                self._items.move_to_end(key)
+            return item
+
+    def put(self, key: _Key, item: Loaded) -> None:
+        with self._lock:
+            self._items[key] = item
+            while len(self._items) > _CACHE_SIZE:
+                self._items.popitem(last=False)
+
+
+_cache = _Cache()
+
+
+def _others(session: Session, segment_id: int | None) -> dict[int, dict[str, Any]]:
+    """The other saved definitions, for segment references and cycle checks."""
+    stmt = select(Segment.id, Segment.definition)
+    if segment_id is not None:
+        stmt = stmt.where(Segment.id != segment_id)
+    return {row.id: row.definition for row in session.execute(stmt)}
+
+
+def parse(
+    session: Session, document: Mapping[str, Any], *, segment_id: int | None = None
+) -> Definition:
+    """Parse ``document`` in this workspace, as segment ``segment_id`` (None: a new one)."""
+    context = load_context(session, _others(session, segment_id), segment_id=segment_id)
+    return parse_definition(dict(document), context)
+
+
+def _stamp(session: Session) -> int:
+    return hash(tuple(session.execute(select(Segment.id, Segment.version).order_by(Segment.id))))
+
+
+def loaded(session: Session, segment: Segment, *, stamp: int | None = None) -> Loaded:
+    """``segment`` parsed (once per version of it and of the segments it may reference)."""
+    if stamp is None:
+        stamp = _stamp(session)
+    key = (segment.workspace_id, segment.id, segment.version, stamp)
+    item = _cache.get(key)
+    if item is None:
+        definition = parse(session, segment.definition, segment_id=segment.id)
+        refs = references(definition)
+        item = Loaded(
+            id=segment.id,
+            workspace_id=segment.workspace_id,
+            name=segment.name,
+            version=segment.version,
+            definition=definition,
+            refs=refs,
+            triggers=triggers_of(refs),
+        )
+        _cache.put(key, item)
+    return item
+
+
+def _ordered(items: list[Loaded]) -> list[Loaded]:
+    """Each segment after those it uses (depth-first; input order breaks ties)."""
+    by_id = {item.id: item for item in items}
+    done: set[int] = set()
+    out: list[Loaded] = []
+
+    def visit(item: Loaded, path: frozenset[int]) -> None:
+        if item.id in done or item.id in path:
+            return
+        for used in sorted(item.uses_segments):
+            if used in by_id:
+                visit(by_id[used], path | {item.id})
+        done.add(item.id)
+        out.append(item)
+
+    for item in items:
+        visit(item, frozenset())
+    return out
+
+
+def load(session: Session) -> list[Loaded]:
+    """The workspace's active segments, each after the segments it references.
+
+    A stored definition that no longer parses (say an attribute it names was deleted)
+    is left out with a warning rather than stopping every other segment's updates.
+    """
+    workspace_of(session)  # a tenant session: never mix workspaces here
+    rows = session.scalars(
+        select(Segment).where(Segment.status == "active").order_by(Segment.id)
+    ).all()
+    stamp = _stamp(session)
+    items = []
+    for row in rows:
+        try:
+            items.append(loaded(session, row, stamp=stamp))
+        except InvalidSegment as exc:
+            log.warning("segments.unusable", segment_id=row.id, field=exc.field, error=str(exc))
+    return _ordered(items)
+
+
+def referenced_ids(document: Any) -> set[int]:
+    """Segment ids a raw definition names directly (no parsing: works on stale documents)."""
+    found: set[int] = set()
+    stack = [document]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            target = node.get("segment")
+            if isinstance(target, int) and not isinstance(target, bool):
+                found.add(target)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
+def dependents(session: Session, segment_id: int, *, transitive: bool = False) -> list[Segment]:
+    """Saved segments whose definitions reference ``segment_id`` (directly, or through
+    others with ``transitive``), active or not."""
+    rows = list(session.scalars(select(Segment).order_by(Segment.id)))
+    uses = {row.id: referenced_ids(row.definition) for row in rows}
+    wanted: set[int] = set()
+    frontier = {segment_id}
+    while frontier:
+        found = {rid for rid, used in uses.items() if used & frontier} - wanted - {segment_id}
+        wanted |= found
+        frontier = found if transitive else set()
+    return [row for row in rows if row.id in wanted]

@@ -1,0 +1,131 @@
+"""What a transaction changed that may move contacts in or out of segments.
+
+Writers (contact actions, list subscriptions, tracking ingest, email opens and clicks)
+call ``note`` with the contact ids and *what* changed, as change keys: ``event:NAME``,
+``field:NAME``, ``list``, ``company``, or ``*`` (a new contact: anything may match).
+Notes collect in the session; just before the transaction commits they become
+``segments.reevaluate`` jobs (one per ``MAX_CONTACTS_PER_JOB`` contacts) in that same
+transaction, so the writer pays for one INSERT per batch, not a segment evaluation,
+and a rolled-back write leaves no job behind. A workspace without active segments
+gets no job at all. See docs/segments.md (real-time membership).
+
+Writers that use a Core ``Connection`` instead of a session (the open pixel and click
+redirect) call ``enqueue_now``, which writes the job on that connection at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import Connection, event, select
+from sqlalchemy.orm import Session
+
+from postwise.storage.tables import Segment
+from postwise.storage.tenancy import workspace_of
+
+REEVALUATE = "segments.reevaluate"
+QUEUE = "default"
+MAX_CONTACTS_PER_JOB = 1000
+ANYTHING = "*"
+LIST = "list"
+COMPANY = "company"
+ANY_EVENT = "event:*"
+_INFO_KEY = "postwise.segment_changes"
+
+Pending = dict[int, dict[int, set[str]]]  # workspace id -> contact id -> change keys
+
+
+def event_key(name: str) -> str:
+    return f"event:{name}"
+
+
+def field_key(name: str) -> str:
+    return f"field:{name}"
+
+
+def note(
+    session: Session,
+    contact_ids: Iterable[int | None],
+    keys: Iterable[str],
+    *,
+    workspace_id: int | None = None,
+) -> None:
+    """Remember that ``keys`` changed for these contacts; sent as a job when the session commits."""
+    keys = list(keys)
+    ids = [c for c in contact_ids if c is not None]
+    if not ids or not keys:
+        return
+    ws = workspace_id if workspace_id is not None else workspace_of(session)
+    pending: Pending = session.info.setdefault(_INFO_KEY, {})
+    contacts = pending.setdefault(ws, {})
+    for contact_id in ids:
+        contacts.setdefault(int(contact_id), set()).update(keys)
+
+
+def note_pairs(
+    session: Session, pairs: Iterable[tuple[int | None, str]], *, workspace_id: int | None = None
+) -> None:
+    """``note`` for many (contact id, change key) pairs, e.g. the events of one batch."""
+    ws = workspace_id if workspace_id is not None else workspace_of(session)
+    pending: Pending = session.info.setdefault(_INFO_KEY, {})
+    contacts = pending.setdefault(ws, {})
+    for contact_id, key in pairs:
+        if contact_id is not None:
+            contacts.setdefault(int(contact_id), set()).add(key)
+
+
+def payloads(contacts: Mapping[int, set[str]]) -> list[dict[str, Any]]:
+    """Job payloads for these changes, ``MAX_CONTACTS_PER_JOB`` contacts each."""
+    items = sorted(contacts.items())
+    return [
+        {"contacts": {str(cid): sorted(keys) for cid, keys in items[i : i + MAX_CONTACTS_PER_JOB]}}
+        for i in range(0, len(items), MAX_CONTACTS_PER_JOB)
+    ]
+
+
+def _has_segments(session: Session, workspace_id: int) -> bool:
+    found = session.execute(
+        select(Segment.id)
+        .where(Segment.workspace_id == workspace_id, Segment.status == "active")
+        .limit(1)
+    ).first()
+    return found is not None
+
+
+def _enqueue(session: Session, workspace_id: int, contacts: Mapping[int, set[str]]) -> None:
+    from postwise.jobs import queue  # the queue imports storage; keep this module light
+
+    if not contacts or not _has_segments(session, workspace_id):
+        return
+    queue.enqueue_many(
+        session, REEVALUATE, payloads(contacts), queue=QUEUE, workspace_id=workspace_id
+    )
+
+
+@event.listens_for(Session, "before_commit")
+def _send_pending(session: Session) -> None:
+    pending: Pending | None = session.info.pop(_INFO_KEY, None)
+    if not pending:
+        return
+    for workspace_id, contacts in pending.items():
+        _enqueue(session, workspace_id, contacts)
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_pending(session: Session) -> None:
+    session.info.pop(_INFO_KEY, None)
+
+
+def enqueue_now(
+    connection: Connection, workspace_id: int, contacts: Mapping[int, Iterable[str]]
+) -> None:
+    """For writers holding a Core connection: the job is written in its transaction now."""
+    wanted = {cid: set(keys) for cid, keys in contacts.items() if cid is not None}
+    if not wanted:
+        return
+    session = Session(bind=connection, join_transaction_mode="rollback_only")
+    try:
+        _enqueue(session, workspace_id, wanted)
+    finally:
+        session.close()
