@@ -1,0 +1,1 @@
+"""Tables the bounce parser and classifier read: how MTAs write, and what they mean."""
