@@ -4,11 +4,14 @@
 Templates come from a ``TemplateLookup``; until templates are stored, a row may carry
 its template inline under ``data["$template"]`` (``POST /api/messages`` with subject,
 html and text). Whatever fails here is permanent for that row (``failed``), never a
-retry loop.
+retry loop. Whether a message carries tracked links and the open pixel is decided per
+contact by ``tracking.consent`` (the workspace's ``tracking`` setting and the contact's
+``email_tracking`` attribute).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,9 +21,11 @@ from sqlalchemy.orm import Session
 
 from postwise.core.errors import ValidationFailed
 from postwise.delivery.outbox import Claimed
-from postwise.storage.tables import Company, Contact
+from postwise.storage.tables import Company, Contact, Workspace
+from postwise.tracking import consent
 
 INLINE_TEMPLATE = "$template"
+SETTINGS_TTL_SECONDS = 30.0  # a changed workspace setting reaches a running deliverer this fast
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,17 @@ class TemplateComposer:
         self.dkim_secret = dkim_secret
         self._inline: dict[str, Any] = {}
         self._senders: dict[int, Any] = {}
+        self._settings: dict[int, tuple[float, dict[str, Any]]] = {}
+
+    def _workspace_settings(self, session: Session, workspace_id: int) -> dict[str, Any]:
+        """The workspace's settings, read at most every ``SETTINGS_TTL_SECONDS``."""
+        now = time.monotonic()
+        cached = self._settings.get(workspace_id)
+        if cached is None or now - cached[0] > SETTINGS_TTL_SECONDS:
+            workspace = session.get(Workspace, workspace_id)
+            cached = (now, dict(workspace.settings or {}) if workspace is not None else {})
+            self._settings[workspace_id] = cached
+        return cached[1]
 
     def _sender(self, session: Session, workspace_id: int) -> Any:
         """The sender with the workspace's active DKIM keys, loaded once per composer."""
@@ -140,6 +156,11 @@ class TemplateComposer:
                 name=name,
                 fields=fields,
                 company={"name": company.name, "domain": company.domain} if company else None,
+                tracking_consent=consent.allowed(
+                    self._workspace_settings(session, row.workspace_id),
+                    contact.attributes if contact is not None else None,
+                    has_contact=contact is not None,
+                ),
             )
             data = {k: v for k, v in row.data.items() if k != INLINE_TEMPLATE}
             delivery = Delivery(
