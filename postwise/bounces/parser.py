@@ -204,8 +204,17 @@ def _walk(part: Message, pieces: _Pieces, depth: int) -> None:
         pieces.feedback_report = _message_part_text(part)
         return
     if ctype in ("message/rfc822", "message/global", "message/partial"):
+        inner = part.get_payload()
+        if (
+            pieces.delivery_status is None
+            and isinstance(inner, list)
+            and inner
+            and isinstance(inner[0], Message)
+            and inner[0].get_content_type() == "multipart/report"
+        ):
+            _walk(inner[0], pieces, depth + 1)  # a whole DSN forwarded as an attachment
+            return
         if pieces.original is None:
-            inner = part.get_payload()
             if isinstance(inner, list) and inner and isinstance(inner[0], Message):
                 pieces.original = _header_map(inner[0])
                 if not pieces.original:  # some MTAs put the header text in the body

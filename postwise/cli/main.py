@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from postwise.cli import (
+    bounces,
     contacts,
     database,
     demo,
@@ -33,6 +34,7 @@ app.add_typer(imports.export_app, name="export")
 app.add_typer(messages.dkim_app, name="dkim")
 app.add_typer(messages.template_app, name="template")
 app.add_typer(outbox.outbox_app, name="outbox")
+app.add_typer(bounces.bounces_app, name="bounces")
 app.command()(outbox.send)
 app.command()(runtime.serve)
 app.command()(runtime.run)

@@ -30,6 +30,7 @@ ORIGINAL_BOUNDARY = re.compile(
             r"\*+\s*original message\s*\*+.*",
             r"-+\s*mail (?:header|contents) of the original message.*",
             r"original message follows\.?",
+            r"-+\s*start of returned message\s*-+",
             r"--- original message follows\.?",
             r"the original message was received at .*",
             r"-+\s*message text follows.*",
@@ -53,7 +54,9 @@ RECIPIENT_LINES = [
         rf"^(?:\d{{3}}[ -](?:\d\.\d{{1,3}}\.\d{{1,3}}\s+)?)?<(?P<addr>{ADDRESS})>\.\.\.",  # Sendmail
         rf"^(?:RCPT TO:\s*)?{_A}\s*$",  # Exim, many: the address alone on its line
         rf"^{_A}\s*[:;(]\s",  # "a@b: text", "a@b (reason)"
-        rf"^(?:recipient|to|address|addressee|rcpt to|user|e-?mail)s?\s*(?:address)?\s*:\s*{_A}",
+        rf"^(?:recipient|address|addressee|rcpt to|user|e-?mail)s?\s*(?:address)?\s*:\s*{_A}",
+        rf"\bSMTP=(?P<addr>{ADDRESS})",  # Exchange X.400 form: dda:SMTP=a@b;
+        rf"\baddressed to\s+['\"<]?(?P<addr>{ADDRESS})",
         rf"\b(?:delivering|deliver|delivery|send|sent|sending|relay|forward)(?:ed|ing)?\s+(?:your\s+|the\s+|this\s+)?(?:e-?mail|mail|message)?\s*(?:to|for)\s+{_A}",
         rf"\b(?:message|mail|e-?mail) (?:to|for) {_A}\s+(?:could not|couldn't|was not|wasn't|has not|cannot|can't|failed|is undeliverable|bounced)",
         rf"\b(?:following|these)\s+(?:recipients?|addresses?|destinations?)[^:]*:\s*{_A}",
