@@ -15,21 +15,58 @@ from dataclasses import dataclass
 from postwise.bounces.data import phrases
 
 
-def _compiled(table: list[tuple[str, str]]) -> list[tuple[str, re.Pattern[str]]]:
-    """One pattern per run of lines with the same reason: fewer searches per message."""
-    out: list[tuple[str, str]] = []
-    for reason, pattern in table:
-        if out and out[-1][0] == reason:
-            out[-1] = (reason, out[-1][1] + "|" + pattern)
-        else:
-            out.append((reason, pattern))
-    return [(reason, re.compile(pattern, re.IGNORECASE)) for reason, pattern in out]
+_LITERAL = frozenset("abcdefghijklmnopqrstuvwxyz0123456789 ,;:'\"=-_/@#<>!%&`~")
+_QUANTIFIERS = frozenset("?*{")
+
+
+def _anchor(pattern: str) -> str:
+    """The longest literal run a match of ``pattern`` must contain ("" if none is sure).
+
+    Searching a lowered diagnostic for it with ``in`` costs far less than running the
+    regex, so the regex runs only where its anchor is present. Only runs outside groups
+    and classes count, minus a last character a quantifier makes optional.
+    """
+    best, run, depth, i = "", "", 0, 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern):
+            nxt = pattern[i + 1]
+            if depth == 0 and nxt in ".()[]{}?*+|$^\\-":
+                run += nxt
+                i += 2
+                continue
+            best, run = max(best, run, key=len), ""
+            i += 2
+            continue
+        if depth == 0 and c.lower() in _LITERAL and c == c.lower():
+            if i + 1 < len(pattern) and pattern[i + 1] in _QUANTIFIERS:
+                best, run = max(best, run, key=len), ""
+            else:
+                run += c
+            i += 1
+            continue
+        best, run = max(best, run, key=len), ""
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "[":
+            close = pattern.find("]", i + 2)
+            i = close if close > 0 else len(pattern)
+        i += 1
+    return max(best, run, key=len).strip()
+
+
+def _compiled(table: list[tuple[str, str]]) -> list[tuple[str, str, re.Pattern[str]]]:
+    return [
+        (reason, _anchor(pattern), re.compile(pattern, re.IGNORECASE)) for reason, pattern in table
+    ]
 
 
 _STRONG = _compiled(phrases.STRONG_PHRASES)
 _PHRASES = _compiled(phrases.PHRASES)
 _BOILERPLATE = re.compile("|".join(phrases.BOILERPLATE), re.IGNORECASE)
-_FILTER_WORDING = re.compile(phrases.FILTER_WORDING, re.IGNORECASE)
+_FILTER_WORDING = _compiled([("filter", pattern) for pattern in phrases.FILTER_WORDING])
 _SENDER_SIDE = frozenset(
     {"blocked", "userunknown", "hostunknown", "filtered", "onhold", "undefined", None}
 )
@@ -53,11 +90,12 @@ def _searched(diagnostic: str) -> tuple[str | None, bool]:
     if not diagnostic:
         return None, False
     diagnostic = _BOILERPLATE.sub(" ", diagnostic)
-    for reason, pattern in _STRONG:
-        if pattern.search(diagnostic):
+    lowered = diagnostic.lower()
+    for reason, anchor, pattern in _STRONG:
+        if anchor in lowered and pattern.search(diagnostic):
             return reason, True
-    for reason, pattern in _PHRASES:
-        if pattern.search(diagnostic):
+    for reason, anchor, pattern in _PHRASES:
+        if anchor in lowered and pattern.search(diagnostic):
             return reason, False
     return None, False
 
@@ -83,7 +121,10 @@ def classify(
     command: str | None = None,
     fixed_reason: str | None = None,
 ) -> Verdict:
-    filter_wording = bool(diagnostic and _FILTER_WORDING.search(diagnostic))
+    lowered = diagnostic.lower()
+    filter_wording = any(
+        anchor in lowered and pattern.search(diagnostic) for _, anchor, pattern in _FILTER_WORDING
+    )
     if fixed_reason:
         return _verdict(fixed_reason, status, reply_code, filter_wording)
     if action in _SUCCESS_ACTIONS or (status or "").startswith("2."):

@@ -676,6 +676,8 @@ def _scan_text(text: str, exclude: set[str]) -> list[_Found]:
 
 def _recipient_on(line: str) -> tuple[str | None, str, str]:
     """The address a recipient line names, and the text before and after it."""
+    if "@" not in line:
+        return None, "", ""
     for pattern in formats.RECIPIENT_LINES:
         m = pattern.search(line)
         if m:

@@ -535,9 +535,33 @@ HARD_REASONS = frozenset({"userunknown", "hostunknown", "hasmoved", "notaccept"}
 
 # Wording that points at a filter, reputation, a blocklist or policy rather than the
 # address: intake uses it to spot filter blocks posing as unknown users.
-FILTER_WORDING = (
-    r"\bspam|junk|filter|reputation|block(?:ed|list|listed)?\b|black ?list|\brbl\b|dnsbl|"
-    r"spamhaus|spamcop|barracuda|mimecast|proofpoint|policy|policies|prohibited|"
-    r"not (?:allowed|authorized|permitted)|denied|refused|banned|content|suspicious|"
-    r"complaint|unsolicited|bulk|phish|quarantin|5\.7\.\d+\b"
-)
+FILTER_WORDING: list[str] = [
+    r"\bspam",
+    r"junk",
+    r"filter",
+    r"reputation",
+    r"\bblock(?:ed|list|listed)?\b",
+    r"black ?list",
+    r"\brbl\b",
+    r"dnsbl",
+    r"spamhaus",
+    r"spamcop",
+    r"barracuda",
+    r"mimecast",
+    r"proofpoint",
+    r"policy",
+    r"policies",
+    r"prohibited",
+    r"not (?:allowed|authorized|permitted)",
+    r"denied",
+    r"refused",
+    r"banned",
+    r"content",
+    r"suspicious",
+    r"complaint",
+    r"unsolicited",
+    r"bulk",
+    r"phish",
+    r"quarantin",
+    r"5\.7\.\d+\b",
+]
