@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from postwise.bounces.data import phrases
 
-
 _LITERAL = frozenset("abcdefghijklmnopqrstuvwxyz0123456789 ,;:'\"=-_/@#<>!%&`~")
 _QUANTIFIERS = frozenset("?*{")
 
