@@ -28,6 +28,7 @@ See docs/bounces.md (filter blocks).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,6 +43,7 @@ from postwise.core import clock
 from postwise.core.errors import NotFound
 from postwise.privacy import suppression
 from postwise.privacy.hashing import AddressHasher
+from postwise.storage.database import Database
 from postwise.storage.tables import (
     BounceAlert,
     BounceRecord,
@@ -331,3 +333,13 @@ def paced_domains(session: Session, now: datetime | None = None) -> dict[str, fl
         .group_by(DomainBlock.domain)
     )
     return {str(domain): float(rate) for domain, rate in rows if rate is not None}
+
+
+def pace_reader(db: Database) -> Callable[[], dict[str, float]]:
+    """The deliverer's ``paces`` hook: the current caps, read in a short system session."""
+
+    def read() -> dict[str, float]:
+        with db.system() as session:
+            return paced_domains(session)
+
+    return read

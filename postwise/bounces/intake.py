@@ -37,9 +37,11 @@ from postwise.bounces.report import Kind, ParsedMessage, RecipientOutcome
 from postwise.contacts.actions import find_contact_by_email
 from postwise.core import clock
 from postwise.core.settings import Settings
+from postwise.delivery.outbox import Claimed
+from postwise.delivery.transports.base import RecipientResult
 from postwise.privacy.hashing import AddressHasher
 from postwise.storage.database import Database
-from postwise.storage.tables import BounceRecord, Event, InboundMessage
+from postwise.storage.tables import BounceRecord, Event, InboundMessage, OutboxMessage
 from postwise.storage.tenancy import workspace_of
 from postwise.tracking.tokens import TokenSigner
 
@@ -400,7 +402,7 @@ def send_time_dsn(rejection: Rejection, now: datetime | None = None) -> bytes:
         f"\r\n\r\n"
         f"--{boundary}\r\n"
         f"Content-Type: text/plain\r\n\r\n"
-        f"Delivery to {rejection.email} failed: {diagnostic}\r\n\r\n"
+        f"The receiving server refused the message at send time.\r\n\r\n"
         f"--{boundary}\r\n"
         f"Content-Type: message/delivery-status\r\n\r\n"
         f"Reporting-MTA: dns; postwise.invalid\r\n\r\n"
@@ -493,3 +495,29 @@ def record_send_time(
 
 def records_of(session: Session, ids: Sequence[int]) -> list[BounceRecord]:
     return list(session.scalars(select(BounceRecord).where(BounceRecord.id.in_(ids))))
+
+
+class SendTimeRecorder:
+    """The deliverer's ``on_rejected`` hook: a refusal at send time becomes the same
+    bounce record, classified by the same parser, as a DSN arriving later would."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def __call__(
+        self, session: Session, row: Claimed, answer: RecipientResult, reason: str
+    ) -> None:
+        campaign_key = session.scalar(
+            select(OutboxMessage.campaign_key).where(OutboxMessage.id == row.id)
+        )
+        rejection = Rejection(
+            outbox_id=row.id,
+            contact_id=row.contact_id,
+            email=row.email,
+            campaign_key=campaign_key,
+            code=answer.code,
+            enhanced_code=answer.enhanced_code,
+            reply=answer.full_reply,
+            reason=reason,
+        )
+        record_send_time(session, self.ctx, rejection)

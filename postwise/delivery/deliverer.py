@@ -27,7 +27,7 @@ import contextlib
 import random
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -53,6 +53,11 @@ from postwise.storage.database import Database
 from postwise.storage.tables import Contact, ListMembership
 
 log = structlog.get_logger(__name__)
+
+# Hooks bounce handling plugs in (``delivery/service.py`` wires them): the persisted
+# per-domain caps, and what to do with a message refused at send time.
+Paces = Callable[[], Mapping[str, float]]
+OnRejected = Callable[[Session, Claimed, RecipientResult, str], None]
 
 BLOCK_ALL = frozenset({"bounced", "complained"})
 
@@ -151,6 +156,8 @@ class Deliverer:
         pacer: throttle.Pacer | None = None,
         final_hop: bool = False,
         rng: random.Random | None = None,
+        paces: Paces | None = None,
+        on_rejected: OnRejected | None = None,
     ) -> None:
         self.db = db
         self.transport = transport
@@ -166,6 +173,9 @@ class Deliverer:
         self._results: list[tuple[Claimed, Built, DeliveryResult, asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._recorder: asyncio.Task[None] | None = None
+        self.paces = paces
+        self.on_rejected = on_rejected
+        self._caps_read_at: float | None = None
 
     # --- one row ----------------------------------------------------------------------
 
@@ -223,6 +233,8 @@ class Deliverer:
                 message_id=built.message_id,
             )
             self.totals.bounced += ok
+            if ok:
+                self._rejected(session, row, answer, "rejected")
         else:
             age = (clock.utcnow() - row.first_attempt_at).total_seconds()
             if throttle.expired(age, self.policy.give_up_after):
@@ -238,6 +250,8 @@ class Deliverer:
                     message_id=built.message_id,
                 )
                 self.totals.bounced += ok
+                if ok:
+                    self._rejected(session, row, answer, "expired")
             else:
                 delay = throttle.retry_delay(
                     row.attempt,
@@ -257,6 +271,32 @@ class Deliverer:
         if not ok:
             self.totals.lost_lease += 1
             log.warning("delivery.lease_lost", outbox_id=row.id, reply=reply)
+
+    def _rejected(
+        self, session: Session, row: Claimed, answer: RecipientResult, reason: str
+    ) -> None:
+        """Hand a send-time bounce to bounce handling, inside a savepoint: its failure is
+        logged and never undoes (or retries, i.e. re-sends) the settled delivery."""
+        if self.on_rejected is None:
+            return
+        try:
+            with session.begin_nested():
+                self.on_rejected(session, row, answer, reason)
+        except Exception:
+            log.exception("delivery.bounce_record_failed", outbox_id=row.id)
+
+    def _refresh_caps(self) -> None:
+        """Re-read the persisted per-domain caps every ``throttle.CAP_REFRESH`` seconds."""
+        now = time.monotonic()
+        if self.paces is None or (
+            self._caps_read_at is not None and now - self._caps_read_at < throttle.CAP_REFRESH
+        ):
+            return
+        self._caps_read_at = now
+        try:
+            self.pacer.set_caps(self.paces())
+        except Exception:
+            log.exception("delivery.caps_unreadable")
 
     async def _one(self, row: Claimed, slots: asyncio.Semaphore) -> None:
         async with slots:
@@ -365,6 +405,7 @@ class Deliverer:
 
     async def run_batch(self) -> int:
         """Claim and settle one batch; returns how many rows were claimed."""
+        await asyncio.to_thread(self._refresh_caps)
         room = await asyncio.to_thread(self._warmup_room)
         if room == 0:
             return 0

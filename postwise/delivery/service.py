@@ -18,6 +18,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from postwise.bounces import filterblock, intake
 from postwise.contacts.actions import get_contact, get_contact_by_email
 from postwise.contacts.lists import get_list
 from postwise.core import clock
@@ -254,6 +255,8 @@ def build_deliverer(db: Database, settings: Settings, worker_id: str) -> Deliver
             global_per_second=settings.delivery_global_per_second,
         ),
         final_hop=settings.delivery_transport == "mx",
+        paces=filterblock.pace_reader(db),
+        on_rejected=intake.SendTimeRecorder(intake.Context.from_settings(settings, db)),
     )
 
 

@@ -12,6 +12,9 @@ caller, which makes it global.
 - Adaptive slow-down: a 421/450/451 answer or a dropped connection halves that
   destination's rate (down to ``MIN_RATE``) for ``COOL_DOWN`` seconds; each later success
   wins back 10 % of the way to the configured rate.
+- Persisted slow-down: ``set_caps`` caps destinations at a rate per minute, from the
+  domains bounce handling marks as blocking (``bounces/filterblock.paced_domains``, read
+  by the deliverer every ``CAP_REFRESH`` seconds), so every worker slows down for them.
 - ``retry_delay``: exponential backoff with jitter; ``expired`` says when to give up.
 - ``warmup_cap``: the day's volume cap of a new sending domain or IP.
 """
@@ -25,6 +28,7 @@ from dataclasses import dataclass, field
 MIN_RATE = 1.0  # messages per minute, the floor of adaptive slow-down
 COOL_DOWN = 300.0
 SLOW_DOWN_CODES = frozenset({421, 450, 451})
+CAP_REFRESH = 30.0  # seconds between reads of the persisted per-domain caps
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,24 @@ class Pacer:
     global_per_second: float = 1000.0
     _dests: dict[str, _Destination] = field(default_factory=dict)
     _global: _Bucket | None = None
+    _caps: dict[str, float] = field(default_factory=dict)  # messages per minute
+
+    def set_caps(self, caps: Mapping[str, float]) -> None:
+        """Cap these destinations' rates (messages per minute); others lose their cap."""
+        self._caps = {dest.lower(): max(MIN_RATE, rate) for dest, rate in caps.items()}
+        now = self.clock()
+        for dest, state in self._dests.items():
+            state.bucket.refill(now)
+            state.bucket.rate = self._rate(dest, state)
+            if dest in self._caps:
+                state.bucket.capacity = 1.0
+                state.bucket.tokens = min(state.bucket.tokens, 1.0)
+
+    def _rate(self, dest: str, state: _Destination) -> float:
+        """Tokens per second now allowed: the configured rate, slowed, under any cap."""
+        rate = state.limits.per_minute / 60 * state.factor
+        cap = self._caps.get(dest)
+        return min(rate, cap / 60) if cap is not None else rate
 
     def limits_for(self, dest: str) -> Limits:
         return self.limits.get(dest.lower(), self.other)
@@ -134,8 +156,9 @@ class Pacer:
             limits = self.limits_for(dest)
             rate = limits.per_minute / 60
             # A burst of one connection's worth lets a fresh destination start at once.
-            capacity = max(1.0, float(limits.connections))
+            capacity = 1.0 if dest in self._caps else max(1.0, float(limits.connections))
             state = _Destination(limits, _Bucket(rate, capacity, capacity, self.clock()))
+            state.bucket.rate = self._rate(dest, state)
             self._dests[dest] = state
         return state
 
@@ -181,7 +204,7 @@ class Pacer:
         elif code is not None and code < 400:
             state.factor = min(1.0, state.factor + 0.1 * (1.0 - state.factor) + 0.01)
         state.bucket.refill(now)
-        state.bucket.rate = configured * state.factor
+        state.bucket.rate = self._rate(dest, state)
 
     def rate_of(self, dest: str) -> float:
         """Messages per minute currently allowed to ``dest``."""
