@@ -64,6 +64,8 @@ def _compiled(table: list[tuple[str, str]]) -> list[tuple[str, str, re.Pattern[s
 
 _STRONG = _compiled(phrases.STRONG_PHRASES)
 _PHRASES = _compiled(phrases.PHRASES)
+# "550-5.7.1" markers of a multi-line SMTP reply, which split the remote's sentence.
+_CONTINUATION = re.compile(r"\s[245]\d\d[ -][245]\.\d{1,3}\.\d{1,3}(?=\s)")
 _BOILERPLATE = re.compile("|".join(phrases.BOILERPLATE), re.IGNORECASE)
 _FILTER_WORDING = _compiled([("filter", pattern) for pattern in phrases.FILTER_WORDING])
 _SENDER_SIDE = frozenset(
@@ -88,7 +90,7 @@ def _searched(diagnostic: str) -> tuple[str | None, bool]:
     """(reason, strong): strong when the wording is one that no code or command overrides."""
     if not diagnostic:
         return None, False
-    diagnostic = _BOILERPLATE.sub(" ", diagnostic)
+    diagnostic = _CONTINUATION.sub(" ", _BOILERPLATE.sub(" ", diagnostic))
     lowered = diagnostic.lower()
     for reason, anchor, pattern in _STRONG:
         if anchor in lowered and pattern.search(diagnostic):
@@ -138,9 +140,9 @@ def classify(
         said == "userunknown" and code_key in phrases.STATUS_OVER_USERUNKNOWN
     ):
         reason = by_code
-    if reason == "userunknown" and command == "DATA":
+    if reason == "userunknown" and command == "DATA" and not code_key.startswith("x.1."):
         reason = "filtered"  # the address was accepted at RCPT: a filter said "unknown"
-    if command == "MAIL" and reason in _SENDER_SIDE:
+    if command == "MAIL" and reason in _SENDER_SIDE and code_key not in ("x.1.1", "x.1.2"):
         reason = "rejected"  # refused at MAIL FROM: the sender, not the recipient
     if reason is None and reply_code is not None:
         reason = phrases.REPLY.get(reply_code)

@@ -94,6 +94,10 @@ def _parse(raw: bytes) -> ParsedMessage:
     if not raw.strip():
         return ParsedMessage(kind=Kind.UNPARSED, unparsed_reason="empty message")
     msg = email.message_from_bytes(raw, policy=compat32)
+    repaired = _repair_boundary(raw, msg)
+    if repaired is not None:
+        msg = repaired
+        notes.append("MIME boundary repaired")
     if not msg.keys():
         return ParsedMessage(kind=Kind.UNPARSED, unparsed_reason="no header fields")
     subject = _header_text(msg.get("Subject"))
@@ -189,6 +193,29 @@ def _from_ses(note: dict[str, Any], base: ParsedMessage) -> ParsedMessage:
     return replace(base, kind=kind, recipients=tuple(_classify(f) for f in found))
 
 
+_USED_BOUNDARY = re.compile(rb"^--([^\s]{6,200}?)\r?\n(?=[A-Za-z-]+:|\r?\n)", re.M)
+
+
+def _repair_boundary(raw: bytes, msg: Message) -> Message | None:
+    """Re-read a report whose parts use another boundary than the header declares.
+
+    Some MTAs (and anonymizers) leave a multipart header without a matching boundary, or
+    no Content-Type at all above MIME parts; the standard parser then sees one text blob.
+    """
+    declared_multipart = msg.get_content_maintype() == "multipart"
+    if msg.is_multipart() or (not declared_multipart and msg.get("Content-Type") is not None):
+        return None
+    if not declared_multipart and b"message/delivery-status" not in raw[:200_000].lower():
+        return None
+    m = _USED_BOUNDARY.search(raw, 0, 200_000)
+    if not m or m.group(1).endswith(b"--"):
+        return None
+    boundary = m.group(1).decode("ascii", "replace").replace('"', "")
+    header = f'Content-Type: multipart/report; boundary="{boundary}"\r\n'.encode()
+    fixed = email.message_from_bytes(header + raw, policy=compat32)
+    return fixed if fixed.is_multipart() else None
+
+
 # --- MIME walk ---------------------------------------------------------------------------
 
 
@@ -232,6 +259,11 @@ def _walk(part: Message, pieces: _Pieces, depth: int) -> None:
             for sub in payload[:MAX_PARTS]:
                 if isinstance(sub, Message):
                     _walk(sub, pieces, depth + 1)
+        return
+    if part.get_content_maintype() == "multipart":  # no usable boundary: read it as text
+        raw_payload = part.get_payload()
+        if isinstance(raw_payload, str):
+            pieces.texts.append(raw_payload[:MAX_TEXT])
         return
     maintype = part.get_content_maintype()
     if maintype == "text" and part.get_content_disposition() != "attachment":
@@ -583,8 +615,6 @@ def _enrich_from_text(found: list[_Found], error_text: str) -> None:
             item.command = (hit.command if hit else None) or _command(whole)
         if not item.diagnostic or classifier.is_vague(item.diagnostic):
             item.diagnostic = _join(item.diagnostic, extra or whole)
-        elif extra and extra not in item.diagnostic:
-            item.diagnostic = _join(item.diagnostic, extra)
 
 
 def _join(a: str, b: str) -> str:
@@ -617,15 +647,17 @@ def _is_autoreply(msg: Message, subject: str | None) -> bool:
     return bool(subject and formats.AUTOREPLY_SUBJECT.search(subject))
 
 
-def _scan_text(text: str, exclude: set[str]) -> list[_Found]:
+def _scan_text(text: str, exclude: set[str], loose: bool = True) -> list[_Found]:
     """Recipients and their sentences from a bounce written for humans.
 
     A recipient line (``formats.RECIPIENT_LINES``) opens a record; the lines after it, to
     the end of its paragraph, are its diagnostic (the next paragraph when the line stood
-    alone, as DragonFly and Exim write it).
+    alone, as DragonFly and Exim write it, and further paragraphs while the sentence
+    still names no reason, as Gmail writes "will be retried" before the remote error).
     """
     records: list[_Found] = []
     current: _Found | None = None
+    paused: _Found | None = None  # a record whose paragraph ended without naming a reason
     lines_in_current = 0
     blank_run = 0
     for raw_line in text.splitlines():
@@ -633,15 +665,20 @@ def _scan_text(text: str, exclude: set[str]) -> list[_Found]:
         if not line:
             blank_run += 1
             if current is not None and lines_in_current > 0:
-                current = None
+                paused, current = current, None
             continue
+        if current is None and paused is not None:
+            if formats.STOP_LINE.search(line) or not classifier.is_vague(paused.diagnostic):
+                paused = None
+            elif "@" not in line:
+                current, paused = paused, None
         addr, before, after = _recipient_on(line)
         if addr is not None and addr not in exclude:
             rest = _join(before, after)
             if current is not None and current.recipient == addr:
                 current.diagnostic = _join(current.diagnostic, rest)
                 continue
-            current = _Found(recipient=addr, diagnostic=rest)
+            current, paused = _Found(recipient=addr, diagnostic=rest), None
             records.append(current)
             lines_in_current = 1 if len(after) > 3 else 0
             blank_run = 0
@@ -657,7 +694,9 @@ def _scan_text(text: str, exclude: set[str]) -> list[_Found]:
                 current.diagnostic = _join(current.diagnostic, line)
             lines_in_current += 1
         blank_run = 0
-    if not records:
+    if not records and exclude:
+        records = _scan_text(text, set(), loose=False)  # mail to self: the address is ours
+    if not records and loose:
         records = _loose_addresses(text, exclude)
     merged: dict[str, _Found] = {}
     for rec in records:

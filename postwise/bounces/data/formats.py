@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 ADDRESS = r"(?:\"[^\"\s@]+\"|[\w.!#$%&'*+/=?^`{|}~-]+)@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
-_A = rf"<?(?P<addr>{ADDRESS})>?"
+_A = rf"[<\"]?(?P<addr>{ADDRESS})[>\"]?"
 _I = re.IGNORECASE
 
 # Where the MTA's own words end and the returned original begins (searched in the body).
@@ -32,7 +32,6 @@ ORIGINAL_BOUNDARY = re.compile(
             r"original message follows\.?",
             r"-+\s*start of returned message\s*-+",
             r"--- original message follows\.?",
-            r"the original message was received at .*",
             r"-+\s*message text follows.*",
             r"-+\s*forwarded message.*",
             r"-+\s*(?:original|failed) message.*-+",
@@ -53,7 +52,7 @@ RECIPIENT_LINES = [
         rf"^(?:final|original)-recipient:\s*(?:rfc822;)?\s*{_A}",  # DSN fields inline
         rf"^(?:\d{{3}}[ -](?:\d\.\d{{1,3}}\.\d{{1,3}}\s+)?)?<(?P<addr>{ADDRESS})>\.\.\.",  # Sendmail
         rf"^(?:RCPT TO:\s*)?{_A}\s*$",  # Exim, many: the address alone on its line
-        rf"^{_A}\s*[:;(]\s",  # "a@b: text", "a@b (reason)"
+        rf"^{_A}\s*[:;(\[]\s*",  # "a@b: text", "a@b (reason)"
         rf"^(?:recipient|address|addressee|rcpt to|user|e-?mail)s?\s*(?:address)?\s*:\s*{_A}",
         rf"\bSMTP=(?P<addr>{ADDRESS})",  # Exchange X.400 form: dda:SMTP=a@b;
         rf"\baddressed to\s+['\"<]?(?P<addr>{ADDRESS})",
@@ -94,7 +93,7 @@ SMTP_COMMAND = re.compile(
 
 # Who sends bounces (local part of From).
 BOUNCE_SENDER = re.compile(
-    r"^(?:mailer-daemon|mail-daemon|postmaster|mailerdaemon|mdaemon|mail\.delivery\.system|"
+    r"^(?:mailer-daemon|mail-daemon|postmaster|post_master|mailerdaemon|mdaemon|mail\.delivery\.system|"
     r"mailer|bounce|bounces|mail-?delivery|nobody|root|smtp|mail)$",
     _I,
 )

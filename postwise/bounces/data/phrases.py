@@ -36,6 +36,10 @@ STRONG_PHRASES: list[tuple[str, str]] = [
     ("authfailure", r"authentication checks? failed"),
     ("suspend", r"disabled (?:recipient )?address"),
     ("hostunknown", r"account or domain may not exist"),
+    ("hostunknown", r"host or domain name not found"),
+    ("networkerror", r"host name lookup failure"),
+    ("suspend", r"account that you tried to reach is (?:disabled|inactive)"),
+    ("blocked", r"banned sending ip"),
     ("networkerror", r"name service error"),
 ]
 
@@ -213,6 +217,7 @@ PHRASES: list[tuple[str, str]] = [
     ("hostunknown", r"domain .* (?:is not|isn't) (?:in|one of)"),
     ("hostunknown", r"mx lookup"),
     ("userunknown", r"invalid (?:final delivery )?userid"),
+    ("userunknown", r"check if (?:the )?address is correct"),
     (
         "userunknown",
         r"user(?:name)? (?:unknown|not found|not exist|does not exist|doesn't exist|is unknown|invalid|not valid)",
@@ -314,8 +319,6 @@ PHRASES: list[tuple[str, str]] = [
     ("blocked", r"restricted ip"),
     ("blocked", r"reject(?:ed)? by (?:policy|rule)"),
     ("blocked", r"mail from .* (?:refused|rejected)"),
-    ("blocked", r"host .* (?:rejected|refused)"),
-    ("blocked", r"(?:rejected|refused) .*(?:ip|host)\b"),
     (
         "toomanyconn",
         r"too many (?:connections|sessions|concurrent|simultaneous|recipients|messages|hops from)",
@@ -435,8 +438,6 @@ BOILERPLATE = [
     r"we recommend contacting the other email provider for further information about the cause of this error\.",
     r"the error that the other server returned was:?",
     r"this is a permanent error[;.]?(?: i've given up\.)?",
-    r"the account or domain may not exist, they may be blacklisted, or missing the proper dns entries\.?",
-    r"i'm not going to try again; this message has been in the queue too long\.",
     r"a message that you sent could not be delivered to one or more of its recipients\.",
     r"this message was created automatically by mail delivery software\.",
 ]
