@@ -21,6 +21,7 @@ from postwise.contacts.fields import clean_contact
 from postwise.core.clock import utcnow
 from postwise.core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from postwise.core.pagination import Page, keyset_page
+from postwise.segments import changes as segment_changes
 from postwise.storage.tables import Contact, ContactChange, ListMembership
 from postwise.storage.tenancy import workspace_of
 
@@ -138,6 +139,7 @@ def upsert_contacts(
     now = utcnow()
     workspace_id = workspace_of(session)
     audit: list[dict[str, Any]] = []
+    noted: list[tuple[int | None, str]] = []  # (contact, what changed) for segments
 
     for index, values in cleaned:
         result = results[index]
@@ -176,6 +178,7 @@ def upsert_contacts(
         changes = _diff(contact, values)
         if company is not None and contact.company_id is None:
             contact.company_id = company.id
+            noted.append((contact.id, segment_changes.COMPANY))
         if not changes:
             result.status, result.contact_id = "unchanged", contact.id
             continue
@@ -189,6 +192,7 @@ def upsert_contacts(
         if ext:
             by_external[ext] = contact
         audit.append(_change(workspace_id, contact.id, "updated", source, changes, now))
+        noted.extend((contact.id, key) for key in segment_changes.contact_keys(changes))
         result.status, result.contact_id = "updated", contact.id
 
     session.flush()
@@ -198,7 +202,9 @@ def upsert_contacts(
             contact = existing[result.email or ""]
             result.contact_id = contact.id
             audit.append(_change(workspace_id, contact.id, "created", source, {}, now))
+            noted.append((contact.id, segment_changes.ANYTHING))
     _record_changes(session, audit)
+    segment_changes.note_pairs(session, noted)
     for earlier, final in duplicates.items():
         done = results[final]
         results[earlier] = RowResult(
@@ -295,6 +301,7 @@ def update_contact(
         ContactChange(contact_id=contact.id, kind="updated", source=source, changes=changes)
     )
     session.flush()
+    segment_changes.note(session, [contact.id], segment_changes.contact_keys(changes))
     return contact
 
 
@@ -315,6 +322,7 @@ def set_status(
         contact.status = status
         contact.updated_at = utcnow()
         session.flush()
+        segment_changes.note(session, [contact.id], segment_changes.contact_keys({"status": []}))
     return contact
 
 
@@ -335,6 +343,8 @@ def unset_attributes(
             )
         )
         session.flush()
+        keys = segment_changes.contact_keys({"attributes": [present, {}]})
+        segment_changes.note(session, [contact.id], keys)
     return contact
 
 
@@ -361,6 +371,7 @@ def get_contact_by_email(session: Session, email: str) -> Contact:
 def delete_contact(session: Session, contact_id: int) -> None:
     """Removes the contact and what hangs off it; for erasure with a tombstone see privacy."""
     contact = get_contact(session, contact_id)
+    segment_changes.contacts_leaving(session, [contact.id])
     session.execute(delete(ListMembership).where(ListMembership.contact_id == contact.id))
     session.delete(contact)
     session.flush()

@@ -14,6 +14,7 @@ from postwise.contacts.freemail import is_free_mail
 from postwise.core.clock import utcnow
 from postwise.core.errors import Conflict, NotFound
 from postwise.core.pagination import Page, keyset_page
+from postwise.segments import changes as segment_changes
 from postwise.storage.tables import Company, Contact
 
 
@@ -58,7 +59,7 @@ def upsert_company(session: Session, data: Mapping[str, Any]) -> tuple[Company, 
         session.flush()
         _link_contacts(session, company)
         return company, True
-    _apply(company, values)
+    _changed(session, company, _apply(company, values))
     session.flush()
     return company, False
 
@@ -74,30 +75,45 @@ def update_company(session: Session, company_id: int, data: Mapping[str, Any]) -
                 code="company_exists",
                 field="domain",
             )
-    _apply(company, values)
+    _changed(session, company, _apply(company, values))
     session.flush()
     return company
 
 
-def _apply(company: Company, values: Mapping[str, Any]) -> None:
-    changed = False
+def _apply(company: Company, values: Mapping[str, Any]) -> list[str]:
+    """Set the values that differ; the changed field names (``company.X``) for segments."""
+    changed = []
     for key, value in values.items():
         if key == "attributes":
+            changed += [
+                f"company.attributes.{k}"
+                for k, v in value.items()
+                if company.attributes.get(k) != v
+            ]
             value = {**company.attributes, **value}
+        elif getattr(company, key) != value:
+            changed.append(f"company.{key}")
         if getattr(company, key) != value:
             setattr(company, key, value)
-            changed = True
     if changed:
         company.updated_at = utcnow()
+    return changed
+
+
+def _changed(session: Session, company: Company, fields: list[str]) -> None:
+    """Segments on these company fields re-evaluate the company's contacts (docs/segments.md)."""
+    if fields:
+        contacts = session.scalars(select(Contact.id).where(Contact.company_id == company.id))
+        segment_changes.note(session, contacts, [segment_changes.field_key(f) for f in fields])
 
 
 def _link_contacts(session: Session, company: Company) -> None:
     """Contacts already on file at this domain belong to the new company."""
-    session.execute(
-        update(Contact)
-        .where(Contact.email_domain == company.domain, Contact.company_id.is_(None))
-        .values(company_id=company.id)
-    )
+    unlinked = (Contact.email_domain == company.domain, Contact.company_id.is_(None))
+    ids = list(session.scalars(select(Contact.id).where(*unlinked)))
+    if ids:
+        session.execute(update(Contact).where(*unlinked).values(company_id=company.id))
+        segment_changes.note(session, ids, [segment_changes.COMPANY])
 
 
 def get_company(session: Session, company_id: int) -> Company:
@@ -116,6 +132,8 @@ def contact_count(session: Session, company_id: int) -> int:
 def delete_company(session: Session, company_id: int) -> None:
     """Contacts stay; they lose the link (and regain it if the domain is added again)."""
     company = get_company(session, company_id)
+    linked = session.scalars(select(Contact.id).where(Contact.company_id == company.id))
+    segment_changes.note(session, linked, [segment_changes.COMPANY])
     session.execute(update(Contact).where(Contact.company_id == company.id).values(company_id=None))
     session.delete(company)
     session.flush()

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from postwise.core.clock import utcnow
 from postwise.core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from postwise.core.pagination import Page, keyset_page
+from postwise.segments import changes as segment_changes
 from postwise.storage.tables import Consent, Contact, ContactChange, ListMembership, MailingList
 from postwise.storage.tenancy import workspace_of
 
@@ -247,6 +248,7 @@ def subscribe_many(
         ],
     )
     session.flush()
+    segment_changes.note(session, todo, [segment_changes.LIST])
     return outcome
 
 
@@ -271,6 +273,7 @@ def confirm(session: Session, list_id: int, contact_id: int) -> ListMembership:
         )
     )
     session.flush()
+    segment_changes.note(session, [contact_id], [segment_changes.LIST])
     return membership
 
 
@@ -289,6 +292,7 @@ def unsubscribe(session: Session, list_id: int, contact_id: int, *, source: str)
             )
         )
         session.flush()
+        segment_changes.note(session, [contact_id], [segment_changes.LIST])
     return membership
 
 
@@ -296,6 +300,7 @@ def remove_member(session: Session, list_id: int, contact_id: int) -> None:
     """Drop the membership row (an admin correction); consent history stays."""
     session.delete(get_membership(session, list_id, contact_id))
     session.flush()
+    segment_changes.note(session, [contact_id], [segment_changes.LIST])
 
 
 def get_membership(session: Session, list_id: int, contact_id: int) -> ListMembership:

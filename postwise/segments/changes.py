@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, event, select
+from sqlalchemy import Connection, event, func, select, update
 from sqlalchemy.orm import Session
 
-from postwise.storage.tables import Segment
+from postwise.storage.tables import Segment, SegmentMembership
 from postwise.storage.tenancy import workspace_of
 
 REEVALUATE = "segments.reevaluate"
@@ -42,6 +42,19 @@ def event_key(name: str) -> str:
 
 def field_key(name: str) -> str:
     return f"field:{name}"
+
+
+def contact_keys(diff: Mapping[str, Any]) -> list[str]:
+    """Change keys for a contact diff (``{column: [old, new]}``, attributes by name)."""
+    keys = []
+    for column, change in diff.items():
+        if column == "attributes" and isinstance(change, list) and len(change) == 2:
+            keys += [field_key(f"contact.attributes.{name}") for name in {*change[0], *change[1]}]
+        else:
+            keys.append(field_key(f"contact.{column}"))
+            if column in ("email_domain", "company_id"):
+                keys.append(COMPANY)
+    return keys
 
 
 def note(
@@ -115,6 +128,26 @@ def _send_pending(session: Session) -> None:
 @event.listens_for(Session, "after_rollback")
 def _drop_pending(session: Session) -> None:
     session.info.pop(_INFO_KEY, None)
+
+
+def contacts_leaving(session: Session, contact_ids: Iterable[int]) -> None:
+    """Call before deleting contacts: their open stays go with them (ON DELETE CASCADE),
+    so each segment they were in counts that many members fewer."""
+    ids = sorted(set(contact_ids))
+    if not ids:
+        return
+    open_stays = (
+        select(SegmentMembership.segment_id, func.count())
+        .where(SegmentMembership.contact_id.in_(ids), SegmentMembership.exited_at.is_(None))
+        .group_by(SegmentMembership.segment_id)
+    )
+    for segment_id, count in session.execute(open_stays).all():
+        session.execute(
+            update(Segment)
+            .where(Segment.id == segment_id)
+            .values(member_count=Segment.member_count - count)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def enqueue_now(

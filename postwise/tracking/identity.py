@@ -34,6 +34,7 @@ from postwise.contacts.companies import upsert_company
 from postwise.contacts.emails import normalize_email
 from postwise.core.clock import utcnow
 from postwise.core.errors import FieldError, ValidationFailed
+from postwise.segments import changes as segment_changes
 from postwise.storage.tables import Contact, ContactChange, Event, Identity
 from postwise.storage.tenancy import workspace_of
 from postwise.tracking.events import Call
@@ -276,6 +277,8 @@ def merge(
             ],
         )
     session.flush()
+    if moved:
+        segment_changes.note(session, [contact_id], [segment_changes.ANY_EVENT])
     return moved
 
 
@@ -325,6 +328,7 @@ def group(session: Session, call: Call, resolver: Resolver) -> int | None:
             )
             contact.company_id = company.id
             session.flush()
+            segment_changes.note(session, [contact.id], [segment_changes.COMPANY])
     return contact_id
 
 

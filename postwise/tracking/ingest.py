@@ -19,6 +19,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from postwise.core.errors import PostwiseError, ValidationFailed
+from postwise.segments import changes as segment_changes
 from postwise.storage.tables import Event
 from postwise.storage.tenancy import workspace_of
 from postwise.tracking import identity
@@ -55,7 +56,8 @@ _PG_INSERT = text(
     "LEFT JOIN identities i ON i.workspace_id = r.workspace_id "
     "AND i.anonymous_id = r.anonymous_id AND i.contact_id IS NOT NULL "
     "ORDER BY r.n "
-    "ON CONFLICT (workspace_id, message_id) WHERE message_id IS NOT NULL DO NOTHING"
+    "ON CONFLICT (workspace_id, message_id) WHERE message_id IS NOT NULL DO NOTHING "
+    "RETURNING contact_id, name"
 )
 _SQLITE_INSERT = sqlite.insert(Event).on_conflict_do_nothing(
     index_elements=["workspace_id", "message_id"],
@@ -64,7 +66,11 @@ _SQLITE_INSERT = sqlite.insert(Event).on_conflict_do_nothing(
 
 
 def _insert(session: Session, rows: list[dict[str, Any]]) -> int:
-    """Insert the rows, skipping stored messageIds; how many were new."""
+    """Insert the rows, skipping stored messageIds; how many were new.
+
+    The (contact, event name) pairs of the new rows are noted for segment membership
+    (``segments/changes.py``): one job per batch, sent when the batch commits.
+    """
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         texts: dict[datetime, str] = {}  # a batch shares receivedAt, sentAt and often timestamps
@@ -76,8 +82,16 @@ def _insert(session: Session, rows: list[dict[str, Any]]) -> int:
             return text
 
         encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=iso)
-        return int(connection.execute(_PG_INSERT, {"rows": encoder.encode(rows)}).rowcount)
+        stored = connection.execute(_PG_INSERT, {"rows": encoder.encode(rows)}).all()
+        segment_changes.note_pairs(
+            session, ((cid, segment_changes.event_key(name)) for cid, name in stored)
+        )
+        return len(stored)
     result = connection.execute(_SQLITE_INSERT, rows)
+    # SQLite: contacts were resolved in Python; a duplicate noted too only costs a no-op.
+    segment_changes.note_pairs(
+        session, ((r["contact_id"], segment_changes.event_key(r["name"])) for r in rows)
+    )
     return int(result.rowcount)
 
 
