@@ -115,8 +115,13 @@ class Count(_Model):
 
     @property
     def existence(self) -> bool:
-        """True when only "at least once" vs "never" matters (1 event = any number)."""
-        return self.holds(1) == self.holds(2) == self.holds(MAX_COUNT * 10)
+        """True when only "at least once" vs "never" matters: the test gives the same
+        answer for every count from 1 up (it changes only at its own values)."""
+        values = self.value if isinstance(self.value, list) else [self.value]
+        points = {1, 2, MAX_COUNT * 10}
+        for v in values:
+            points.update(p for p in (v - 1, v, v + 1) if p >= 1)
+        return len({self.holds(p) for p in points}) == 1
 
 
 class PropertyFilter(_Model):

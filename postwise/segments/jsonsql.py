@@ -14,6 +14,7 @@ reader        JSON type accepted     PostgreSQL                          SQLite
 ``boolean``   true / false           ``'boolean'``, cast to boolean      ``'true'/'false'`` -> 1/0
 ``day``       string ``YYYY-MM-DD…`` its first 10 characters             same
 ``is_set``    anything but null      type not NULL and not ``'null'``    same
+``is_array``  array                  ``'array'``                         same
 ============  =====================  ==================================  =================
 
 The key is always a bound parameter (a JSON path ``$."key"`` on SQLite); keys that
@@ -79,6 +80,12 @@ class json_is_set(_JsonRead):  # noqa: N801
     kind = "is_set"
 
 
+class json_is_array(_JsonRead):  # noqa: N801
+    type = Boolean()
+    inherit_cache = True
+    kind = "is_array"
+
+
 class json_has_item(FunctionElement[Any]):  # noqa: N801
     """``column[key]`` is an array holding the string ``item``."""
 
@@ -114,6 +121,8 @@ def _pg_read(element: _JsonRead, compiler: SQLCompiler, **kw: Any) -> str:
             f"(CASE WHEN {typeof} = 'string' AND {value} ~ '{_PG_DAY_REGEX}' "
             f"THEN substr({value}, 1, 10) END)"
         )
+    if element.kind == "is_array":
+        return f"(coalesce({typeof}, 'null') = 'array')"
     return f"(coalesce({typeof}, 'null') <> 'null')"
 
 
@@ -138,6 +147,8 @@ def _sqlite_read(element: _JsonRead, compiler: SQLCompiler, **kw: Any) -> str:
             f"(CASE WHEN {typeof} = 'text' AND {value} GLOB '{_SQLITE_DAY_GLOB}' "
             f"THEN substr({value}, 1, 10) END)"
         )
+    if element.kind == "is_array":
+        return f"(coalesce({typeof}, 'null') = 'array')"
     return f"(coalesce({typeof}, 'null') <> 'null')"
 
 
@@ -191,6 +202,10 @@ def py_day(doc: Mapping[str, Any] | None, key: str) -> str | None:
 
 def py_is_set(doc: Mapping[str, Any] | None, key: str) -> bool:
     return (doc or {}).get(key) is not None
+
+
+def py_is_array(doc: Mapping[str, Any] | None, key: str) -> bool:
+    return isinstance((doc or {}).get(key), list)
 
 
 def py_has_item(doc: Mapping[str, Any] | None, key: str, item: str) -> bool:

@@ -1,0 +1,469 @@
+"""Definition -> one SQLAlchemy Core ``SELECT contact_id`` (docs/segments.md#compiler).
+
+The compiler never touches the database: it builds a statement that the caller runs
+(count it, page it, join it to membership). Every value from the definition, event
+and property names included, is a bound parameter. The statement means the same on
+SQLite and PostgreSQL and the same as ``evaluator.evaluate`` for each contact: the
+property test (tests/segments/test_property.py) holds the three to each other.
+
+Shapes, chosen for the indexes ``events (workspace_id, name, occurred_at)`` and
+``events (workspace_id, contact_id, occurred_at)`` at millions of rows:
+
+* "performed at least once" / "never": ``[NOT] EXISTS (events of that name ... AND
+  contact_id = contacts.id)``: a semi- or anti-join at the top level.
+* counts and aggregates: ``[NOT] EXISTS (SELECT FROM (SELECT contact_id FROM events
+  WHERE name ... GROUP BY contact_id HAVING ...) AS g WHERE g.contact_id = contacts.id)``:
+  one grouped pass over the window, hashed against contacts; a test that zero events
+  pass (``count < 3``, ``sum < 100``) is compiled as NOT EXISTS of its negation, so
+  contacts without events are members without being enumerated.
+* company fields: ``EXISTS`` on ``companies`` by ``company_id``; account conditions:
+  ``company_id IN (SELECT company_id ... GROUP BY company_id HAVING count >= N)``.
+
+Every predicate is two-valued (never NULL), so ``not`` negates exactly as Python does:
+a comparison on a NULL field is guarded by ``IS NOT NULL``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Float,
+    Integer,
+    Select,
+    String,
+    Table,
+    and_,
+    exists,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import FromClause, FunctionElement
+
+from postwise.segments import jsonsql, timing
+from postwise.segments.definition import (
+    AccountCondition,
+    Aggregate,
+    AllGroup,
+    AnyGroup,
+    Count,
+    Definition,
+    EmailCondition,
+    EventCondition,
+    FieldCondition,
+    ListCondition,
+    Node,
+    NotGroup,
+    PropertyFilter,
+    SegmentCondition,
+    TimeTest,
+)
+from postwise.segments.fields import FieldSpec, ValueType
+from postwise.storage.tables import Company, Contact, Event, ListMembership
+from postwise.storage.types import UTCDateTime
+
+CONTACTS = cast(Table, Contact.__table__)
+COMPANIES = cast(Table, Company.__table__)
+EVENTS = cast(Table, Event.__table__)
+MEMBERSHIPS = cast(Table, ListMembership.__table__)
+
+MACHINE_KEY = "machine"
+CAMPAIGN_KEY = "campaign_key"
+WORKFLOW_KEY = "workflow_key"
+EMAIL_TYPE = "email"
+TIME_TEST_OPS = {"before": "lt", "after": "gt"}
+
+
+class text_contains(FunctionElement[Any]):  # noqa: N801 - reads like a SQL function
+    """``needle`` occurs in ``haystack``, case-sensitively (LIKE would fold case on
+    SQLite only and needs escaping)."""
+
+    type = Boolean()
+    inherit_cache = True
+
+
+@compiles(text_contains, "postgresql")
+def _pg_contains(element: text_contains, compiler: SQLCompiler, **kw: Any) -> str:
+    haystack, needle = (compiler.process(c, **kw) for c in element.clauses)
+    return f"(strpos({haystack}, {needle}) > 0)"
+
+
+@compiles(text_contains, "sqlite")
+def _sqlite_contains(element: text_contains, compiler: SQLCompiler, **kw: Any) -> str:
+    haystack, needle = (compiler.process(c, **kw) for c in element.clauses)
+    return f"(instr({haystack}, {needle}) > 0)"
+
+
+def _text(value: str) -> ColumnElement[Any]:
+    return literal(value, String())
+
+
+def _num(value: Any) -> ColumnElement[Any]:
+    return literal(float(value), Float())
+
+
+def _moment(value: datetime) -> ColumnElement[Any]:
+    return literal(value, UTCDateTime())
+
+
+_CMP: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
+    "eq": lambda a, b: a == b,
+    "ne": lambda a, b: a != b,
+    "gt": lambda a, b: a > b,
+    "ge": lambda a, b: a >= b,
+    "lt": lambda a, b: a < b,
+    "le": lambda a, b: a <= b,
+}
+_OP_CMP = {"eq": "eq", "neq": "ne", "gt": "gt", "gte": "ge", "lt": "lt", "lte": "le"}
+
+
+def _guarded(expr: ColumnElement[Any], *tests: ColumnElement[bool]) -> ColumnElement[bool]:
+    return and_(expr.is_not(None), *tests)
+
+
+def _number_test(expr: ColumnElement[Any], op: str, value: Any) -> ColumnElement[bool]:
+    if op == "between":
+        return _guarded(expr, expr >= _num(value[0]), expr <= _num(value[1]))
+    if op in ("in", "not_in"):
+        values = [float(v) for v in value]
+        test = expr.in_(values) if op == "in" else expr.not_in(values)
+        return _guarded(expr, test)
+    return _guarded(expr, _CMP[_OP_CMP[op]](expr, _num(value)))
+
+
+def _text_test(expr: ColumnElement[Any], op: str, value: Any) -> ColumnElement[bool]:
+    if op == "eq":
+        return _guarded(expr, expr == _text(value))
+    if op == "neq":
+        return _guarded(expr, expr != _text(value))
+    if op == "in":
+        return _guarded(expr, expr.in_([str(v) for v in value]))
+    if op == "not_in":
+        return _guarded(expr, expr.not_in([str(v) for v in value]))
+    if op == "contains":
+        return _guarded(expr, text_contains(expr, _text(value)))
+    if op == "starts_with":
+        prefix = func.substr(expr, literal(1, Integer()), literal(len(value), Integer()))
+        return _guarded(expr, prefix == _text(value))
+    raise ValueError(op)
+
+
+def _bounds(
+    expr: ColumnElement[Any], bounds: Sequence[tuple[str, Any]]
+) -> list[ColumnElement[bool]]:
+    out = []
+    for cmp, bound in bounds:
+        rhs = _moment(bound) if isinstance(bound, datetime) else _text(bound)
+        out.append(_CMP[cmp](expr, rhs))
+    return out
+
+
+def field_test(
+    spec: FieldSpec, op: str, value: Any, table: FromClause, now: datetime
+) -> ColumnElement[bool]:
+    """``spec op value`` over ``table`` (the field's entity table, possibly aliased)."""
+    if spec.type is ValueType.LIST:
+        return _list_test(spec, op, value, table)
+    if spec.attribute is not None and op in ("is_set", "not_set"):
+        present: ColumnElement[bool] = jsonsql.json_is_set(table.c.attributes, spec.attribute)
+        return present if op == "is_set" else not_(present)
+    expr = spec.expression(table)
+    if op == "is_set":
+        return expr.is_not(None)
+    if op == "not_set":
+        return expr.is_(None)
+    kind = spec.type
+    if kind is ValueType.ENUM:
+        if op in ("gt", "gte", "lt", "lte", "between"):
+            return _guarded(expr, expr.in_(enum_range(spec, op, value)))
+        return _text_test(expr, op, value)
+    if kind is ValueType.STRING:
+        return _text_test(expr, op, value)
+    if kind is ValueType.NUMBER:
+        return _number_test(expr, op, value)
+    if kind is ValueType.BOOLEAN:
+        return _guarded(expr, expr == literal(bool(value), Boolean()))
+    if kind is ValueType.DATE:
+        if op == "anniversary_within":
+            days = timing.anniversary_days(now, int(value["days"]))
+            month_day = func.substr(expr, literal(6, Integer()), literal(5, Integer()))
+            return _guarded(expr, month_day.in_(days))
+        return _guarded(expr, *_bounds(expr, timing.day_bounds(op, value, now)))
+    return _guarded(expr, *_bounds(expr, timing.moment_bounds(op, value, now)))
+
+
+def enum_range(spec: FieldSpec, op: str, value: Any) -> list[str]:
+    """The choices an ordered enum's ``gt``/``gte``/``lt``/``lte``/``between`` admits."""
+    rank = spec.choices.index
+    if op == "between":
+        low, high = rank(value[0]), rank(value[1])
+    else:
+        at = rank(value)
+        low, high = {
+            "gt": (at + 1, len(spec.choices)),
+            "gte": (at, len(spec.choices)),
+            "lt": (0, at - 1),
+            "lte": (0, at),
+        }[op]
+    return [c for i, c in enumerate(spec.choices) if low <= i <= high]
+
+
+def _list_test(spec: FieldSpec, op: str, value: Any, table: FromClause) -> ColumnElement[bool]:
+    if spec.attribute is None:
+        raise ValueError(f"{spec.name}: list fields are read from attributes")
+    column, key = table.c.attributes, spec.attribute
+    if op == "is_set":
+        return cast(ColumnElement[bool], jsonsql.json_is_set(column, key))
+    if op == "not_set":
+        return not_(jsonsql.json_is_set(column, key))
+    if op == "contains":
+        return cast(ColumnElement[bool], jsonsql.json_has_item(column, key, value))
+    if op == "not_contains":
+        return and_(
+            jsonsql.json_is_array(column, key), not_(jsonsql.json_has_item(column, key, value))
+        )
+    return or_(*[jsonsql.json_has_item(column, key, str(v)) for v in value])
+
+
+def property_test(flt: PropertyFilter, properties: ColumnElement[Any]) -> ColumnElement[bool]:
+    """One ``where`` filter on an event's properties; types are never coerced."""
+    op, value, key = flt.op, flt.value, flt.property
+    if op in ("is_set", "not_set"):
+        present: ColumnElement[bool] = jsonsql.json_is_set(properties, key)
+        return present if op == "is_set" else not_(present)
+    if op in ("eq", "neq") and isinstance(value, bool):
+        expr = jsonsql.json_boolean(properties, key)
+        rhs = literal(value, Boolean())
+        return _guarded(expr, expr == rhs if op == "eq" else expr != rhs)
+    numeric = op in ("gt", "gte", "lt", "lte", "between") or (
+        not isinstance(value, str) and not (isinstance(value, list) and isinstance(value[0], str))
+    )
+    if numeric:
+        return _number_test(jsonsql.json_number(properties, key), op, value)
+    return _text_test(jsonsql.json_text(properties, key), op, value)
+
+
+def _count_test(count: ColumnElement[Any], test: Count) -> ColumnElement[bool]:
+    if test.op == "between":
+        return and_(count >= test.value[0], count <= test.value[1])
+    return _CMP[_OP_CMP[test.op]](count, literal(int(test.value), Integer()))
+
+
+def _aggregate_test(value: ColumnElement[Any], agg: Aggregate) -> ColumnElement[bool]:
+    if agg.op == "between":
+        return and_(value >= _num(agg.value[0]), value <= _num(agg.value[1]))
+    return _CMP[_OP_CMP[agg.op]](value, _num(agg.value))
+
+
+class _Compiler:
+    def __init__(self, defn: Definition, workspace_id: int, now: datetime) -> None:
+        self.defn = defn
+        self.ws = workspace_id
+        self.now = now
+
+    def node(self, node: Node, contacts: FromClause) -> ColumnElement[bool]:
+        if isinstance(node, AllGroup):
+            parts = [self.node(child, contacts) for child in node.all]
+            return and_(true(), *parts) if parts else true()
+        if isinstance(node, AnyGroup):
+            parts = [self.node(child, contacts) for child in node.any]
+            return or_(false(), *parts) if parts else false()
+        if isinstance(node, NotGroup):
+            return not_(self.node(node.not_, contacts))
+        if isinstance(node, FieldCondition):
+            return self.field(node, contacts)
+        if isinstance(node, EventCondition):
+            return self.event(node, contacts)
+        if isinstance(node, EmailCondition):
+            return self.email(node, contacts)
+        if isinstance(node, ListCondition):
+            return self.list_membership(node, contacts)
+        if isinstance(node, SegmentCondition):
+            return self.node(self.defn.segments[node.segment], contacts)
+        if isinstance(node, AccountCondition):
+            return self.account(node, contacts)
+        raise TypeError(f"not a segment node: {node!r}")
+
+    def field(self, cond: FieldCondition, contacts: FromClause) -> ColumnElement[bool]:
+        spec = self.defn.field(cond.field)
+        if spec.entity == "contact":
+            return field_test(spec, cond.op, cond.value, contacts, self.now)
+        company = COMPANIES.alias()
+        return exists(
+            select(literal(1)).where(
+                company.c.workspace_id == self.ws,
+                company.c.id == contacts.c.company_id,
+                field_test(spec, cond.op, cond.value, company, self.now),
+            )
+        )
+
+    def list_membership(self, cond: ListCondition, contacts: FromClause) -> ColumnElement[bool]:
+        m = MEMBERSHIPS.alias()
+        tests = [
+            m.c.workspace_id == self.ws,
+            m.c.list_id == literal(cond.list, Integer()),
+            m.c.contact_id == contacts.c.id,
+        ]
+        if cond.status != "any":
+            tests.append(m.c.status == _text(cond.status))
+        return exists(select(literal(1)).where(*tests))
+
+    def account(self, cond: AccountCondition, contacts: FromClause) -> ColumnElement[bool]:
+        peers = CONTACTS.alias()
+        companies = (
+            select(peers.c.company_id)
+            .where(
+                peers.c.workspace_id == self.ws,
+                peers.c.company_id.is_not(None),
+                self.node(cond.account.where, peers),
+            )
+            .group_by(peers.c.company_id)
+            .having(func.count() >= literal(cond.account.min_contacts, Integer()))
+        )
+        return and_(contacts.c.company_id.is_not(None), contacts.c.company_id.in_(companies))
+
+    # behaviour
+
+    def _events(
+        self, name: str, filters: Sequence[PropertyFilter], window: Any
+    ) -> tuple[FromClause, list[ColumnElement[bool]]]:
+        e = EVENTS.alias()
+        tests = [e.c.workspace_id == self.ws, e.c.name == _text(name)]
+        tests += [property_test(flt, e.c.properties) for flt in filters]
+        tests += _bounds(e.c.occurred_at, timing.window_bounds(window, self.now))
+        return e, tests
+
+    def event(self, cond: EventCondition, contacts: FromClause) -> ColumnElement[bool]:
+        e, tests = self._events(cond.event, cond.where, cond.window)
+        if cond.aggregate is not None:
+            return self._aggregate(e, tests, cond.aggregate, contacts)
+        if cond.first is not None or cond.last is not None:
+            test = cast(TimeTest, cond.first or cond.last)
+            moment = (
+                func.min(e.c.occurred_at) if cond.first is not None else func.max(e.c.occurred_at)
+            )
+            op = TIME_TEST_OPS.get(test.op, test.op)
+            having = _bounds(moment, timing.moment_bounds(op, test.value, self.now))
+            return self._grouped(e, tests, and_(*having), contacts)
+        if cond.not_followed_by is not None:
+            return self._not_followed(e, tests, cond, contacts)
+        return self._counted(e, tests, cond.count, contacts)
+
+    def email(self, cond: EmailCondition, contacts: FromClause) -> ColumnElement[bool]:
+        e, tests = self._events(cond.event_name, (), cond.window)
+        tests.append(e.c.type == _text(EMAIL_TYPE))
+        props = e.c.properties
+        for key, value in ((CAMPAIGN_KEY, cond.campaign), (WORKFLOW_KEY, cond.workflow)):
+            if value is not None:
+                read = jsonsql.json_text(props, key)
+                tests.append(_guarded(read, read == _text(value)))
+        if not cond.include_machine:
+            machine = jsonsql.json_boolean(props, MACHINE_KEY)
+            tests.append(or_(machine.is_(None), machine == literal(False, Boolean())))
+        return self._counted(e, tests, cond.count, contacts)
+
+    def _counted(
+        self,
+        e: FromClause,
+        tests: list[ColumnElement[bool]],
+        count: Count | None,
+        contacts: FromClause,
+    ) -> ColumnElement[bool]:
+        if count is None or count.existence:
+            found = exists(select(literal(1)).where(*tests, e.c.contact_id == contacts.c.id))
+            if count is None or (count.holds(1) and not count.holds(0)):
+                return found
+            if count.holds(0) and not count.holds(1):
+                return not_(found)
+            return true() if count.holds(0) else false()
+        n = func.count()
+        if count.holds(0):
+            return not_(self._grouped(e, tests, not_(_count_test(n, count)), contacts))
+        return self._grouped(e, tests, _count_test(n, count), contacts)
+
+    def _aggregate(
+        self, e: FromClause, tests: list[ColumnElement[bool]], agg: Aggregate, contacts: FromClause
+    ) -> ColumnElement[bool]:
+        value = jsonsql.json_number(e.c.properties, agg.property)
+        tests = [*tests, value.is_not(None)]
+        total: ColumnElement[Any] = getattr(func, agg.fn)(value)
+        if agg.fn == "sum" and _aggregate_holds(agg, 0.0):
+            return not_(self._grouped(e, tests, not_(_aggregate_test(total, agg)), contacts))
+        return self._grouped(e, tests, _aggregate_test(total, agg), contacts)
+
+    def _grouped(
+        self,
+        e: FromClause,
+        tests: list[ColumnElement[bool]],
+        having: ColumnElement[bool],
+        contacts: FromClause,
+    ) -> ColumnElement[bool]:
+        groups = (
+            select(e.c.contact_id).where(*tests).group_by(e.c.contact_id).having(having).subquery()
+        )
+        return exists(select(literal(1)).where(groups.c.contact_id == contacts.c.id))
+
+    def _not_followed(
+        self,
+        e: FromClause,
+        tests: list[ColumnElement[bool]],
+        cond: EventCondition,
+        contacts: FromClause,
+    ) -> ColumnElement[bool]:
+        follow = cond.not_followed_by
+        assert follow is not None
+        last = (
+            select(e.c.contact_id, func.max(e.c.occurred_at).label("last_at"))
+            .where(*tests)
+            .group_by(e.c.contact_id)
+            .subquery()
+        )
+        x, later = self._events(follow.event, follow.where, None)
+        followed = exists(
+            select(literal(1)).where(
+                *later, x.c.contact_id == last.c.contact_id, x.c.occurred_at >= last.c.last_at
+            )
+        )
+        return exists(select(literal(1)).where(last.c.contact_id == contacts.c.id, not_(followed)))
+
+
+def _aggregate_holds(agg: Aggregate, value: float) -> bool:
+    if agg.op == "between":
+        return bool(float(agg.value[0]) <= value <= float(agg.value[1]))
+    return {
+        "eq": value == float(agg.value),
+        "neq": value != float(agg.value),
+        "gt": value > float(agg.value),
+        "gte": value >= float(agg.value),
+        "lt": value < float(agg.value),
+        "lte": value <= float(agg.value),
+    }[agg.op]
+
+
+def compile_members(
+    defn: Definition,
+    *,
+    workspace_id: int,
+    now: datetime,
+    contact_ids: Sequence[int] | None = None,
+) -> Select[int]:
+    """The contacts of ``workspace_id`` matching ``defn`` at ``now``, as one column
+    ``contact_id``; ``contact_ids`` narrows it to those contacts (incremental updates)."""
+    predicate = _Compiler(defn, workspace_id, now).node(defn.root, CONTACTS)
+    stmt = select(CONTACTS.c.id.label("contact_id")).where(
+        CONTACTS.c.workspace_id == workspace_id, predicate
+    )
+    if contact_ids is not None:
+        stmt = stmt.where(CONTACTS.c.id.in_(list(contact_ids)))
+    return stmt
