@@ -66,11 +66,14 @@ _STRONG = _compiled(phrases.STRONG_PHRASES)
 _PHRASES = _compiled(phrases.PHRASES)
 # "550-5.7.1" markers of a multi-line SMTP reply, which split the remote's sentence.
 _CONTINUATION = re.compile(r"\s[245]\d\d[ -][245]\.\d{1,3}\.\d{1,3}(?=\s)")
+_DELAYED = re.compile(phrases.DELAYED, re.IGNORECASE)
+_SPACES = re.compile(r"\s+")
 _BOILERPLATE = re.compile("|".join(phrases.BOILERPLATE), re.IGNORECASE)
 _FILTER_WORDING = _compiled([("filter", pattern) for pattern in phrases.FILTER_WORDING])
 _SENDER_SIDE = frozenset(
     {"blocked", "userunknown", "hostunknown", "filtered", "onhold", "undefined", None}
 )
+_GREETING = frozenset({"CONNECT", "EHLO", "HELO"})
 _SUCCESS_ACTIONS = frozenset({"delivered", "relayed", "expanded"})
 
 
@@ -90,7 +93,7 @@ def _searched(diagnostic: str) -> tuple[str | None, bool]:
     """(reason, strong): strong when the wording is one that no code or command overrides."""
     if not diagnostic:
         return None, False
-    diagnostic = _CONTINUATION.sub(" ", _BOILERPLATE.sub(" ", diagnostic))
+    diagnostic = _SPACES.sub(" ", _CONTINUATION.sub(" ", _BOILERPLATE.sub(" ", diagnostic)))
     lowered = diagnostic.lower()
     for reason, anchor, pattern in _STRONG:
         if anchor in lowered and pattern.search(diagnostic):
@@ -142,15 +145,17 @@ def classify(
         reason = by_code
     if reason == "userunknown" and command == "DATA" and not code_key.startswith("x.1."):
         reason = "filtered"  # the address was accepted at RCPT: a filter said "unknown"
+    if command in _GREETING and reason in ("onhold", "undefined", None):
+        reason = "blocked"  # refused before any address was named: the sending host
     if command == "MAIL" and reason in _SENDER_SIDE and code_key not in ("x.1.1", "x.1.2"):
         reason = "rejected"  # refused at MAIL FROM: the sender, not the recipient
     if reason is None and reply_code is not None:
         reason = phrases.REPLY.get(reply_code)
     if reason is None:
-        if action == "delayed":
+        if action == "delayed" or _DELAYED.search(diagnostic):
             reason = "expired"
-        elif status or reply_code:
-            reason = "onhold"
+        elif status or reply_code or diagnostic.strip():
+            reason = "onhold"  # something was said, in words no table knows yet
         else:
             reason = "undefined"
     return _verdict(reason, status, reply_code, filter_wording)

@@ -158,6 +158,8 @@ def _parse(raw: bytes) -> ParsedMessage:
     for item in found:
         if not item.diagnostic.strip():
             item.diagnostic = _collapse(error_text)[:MAX_DIAGNOSTIC]
+        elif text_bounce and classifier.is_vague(item.diagnostic):  # the reason sits above
+            item.diagnostic = _join(item.diagnostic, _collapse(error_text)[:MAX_DIAGNOSTIC])
         item.fixed_reason = fixed
     outcomes = tuple(_classify(item) for item in found)
     kind = Kind.BOUNCE
@@ -672,7 +674,8 @@ def _scan_text(text: str, exclude: set[str], loose: bool = True) -> list[_Found]
                 paused = None
             elif "@" not in line:
                 current, paused = paused, None
-        addr, before, after = _recipient_on(line)
+        continued = current is not None and formats.CONTINUED.search(current.diagnostic)
+        addr, before, after = (None, "", "") if continued else _recipient_on(line)
         if addr is not None and addr not in exclude:
             rest = _join(before, after)
             if current is not None and current.recipient == addr:
@@ -751,13 +754,15 @@ def _command(text: str) -> str | None:
     m = formats.SMTP_COMMAND.search(text)
     if not m:
         return None
-    word = m.group("cmd").upper().replace(" ", "")
+    word = m.group("cmd").upper().replace(" ", "").replace("_", "")
     if word.startswith("RCPT"):
         return "RCPT"
     if word.startswith("MAIL"):
         return "MAIL"
     if "DATA" in word or word == ".":
         return "DATA"
+    if word == "INITIALCONNECTION":
+        return "CONNECT"
     return word
 
 

@@ -78,16 +78,20 @@ NOT_RECIPIENT = re.compile(
 # A line after which the diagnostic of the current recipient stops.
 STOP_LINE = re.compile(
     r"^(?:reporting-mta|arrival-date|received-from-mta|x-postfix|--\S|content-type:|"
+    r"\d{3} [\w.-]+ \(\w+\)\.\.\.|(?:\.\.\. )?while talking to|"
     r"if you do so|for further assistance|please (?:contact|direct)|for more information)",
     _I,
 )
 
+# A line ending so continues on the next one, even if that line starts with an address.
+CONTINUED = re.compile(r"\(expanded from:?\s*$", _I)
+
 # The SMTP command the remote server was answering, named in the diagnostic.
 SMTP_COMMAND = re.compile(
-    r"(?:in reply to|after|while (?:sending|talking)[^:]*?|did not like our|response to|"
+    r"(?:in reply to|after|while (?:sending|talking)[^:]*?|did not like our|response to|\[(?=\w+_)|"
     r">>>|command:?|failed after(?: I sent)?(?: the)?)\s*(?:end of\s+|final\s+|the\s+)?"
-    r"(?P<cmd>RCPT TO|RCPT|MAIL FROM|MAIL|DATA|end of data|EHLO|HELO|STARTTLS|AUTH|"
-    r"CONNECT|message body)\b",
+    r"(?P<cmd>RCPT[ _]TO|RCPT|MAIL[ _]FROM|MAIL|DATA|end of data|EHLO|HELO|STARTTLS|AUTH|"
+    r"CONNECT|initial connection|message body)\b",
     _I,
 )
 
@@ -116,7 +120,7 @@ BOUNCE_BODY = re.compile(
     r"this is the mail system at|mail delivery failed|message delivery failed|"
     r"unable to deliver|returned to sender|delivery status notification|"
     r"following addresses? had (?:permanent )?(?:fatal )?errors|"
-    r"there was an error delivering",
+    r"there was an error delivering|not a member of this (?:mailing )?list",
     _I,
 )
 

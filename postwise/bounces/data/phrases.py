@@ -37,10 +37,30 @@ STRONG_PHRASES: list[tuple[str, str]] = [
     ("suspend", r"disabled (?:recipient )?address"),
     ("hostunknown", r"account or domain may not exist"),
     ("hostunknown", r"host or domain name not found"),
+    ("rejected", r"not a member of this (?:mailing )?list|are not (?:a )?member"),
+    ("failedstarttls", r"does not support (?:tls|starttls)"),
+    ("spamdetected", r"blacklisted (?:url|link)|\buribl\b|\bsurbl\b"),
+    ("rejected", r"sending (?:to/)?from an address that has been (?:blacklisted|blocked)"),
+    ("blocked", r"aup#\w*rbl\b"),  # Cox: refused by its blocklist
+    (
+        "filtered",
+        r"\b550:? : user unknown",
+    ),  # KDDI/au: a recipient's filter answers with no address
+    ("suspend", r"(?:recipient|user)'?s? account is (?:blocked|locked|disabled)"),
+    ("blocked", r"client host blocked"),
+    ("systemerror", r"service refused"),
+    # Orange / La Poste (France) publish numbered reasons: OFR_506, LPN007_416, ...
+    ("blocked", r"\b(?:ofr|lpn)\d*_102\b"),
+    ("userunknown", r"\b(?:ofr|lpn)\d*_416\b"),
+    ("suspend", r"\b(?:ofr|lpn)\d*_426\b"),
+    ("systemerror", r"\b(?:ofr|lpn)\d*_505\b"),
+    ("spamdetected", r"\b(?:ofr|lpn)\d*_506\b"),
+    ("policyviolation", r"\b(?:ofr|lpn)\d*_630\b"),
     ("networkerror", r"host name lookup failure"),
     ("suspend", r"account that you tried to reach is (?:disabled|inactive)"),
     ("blocked", r"banned sending ip"),
     ("networkerror", r"name service error"),
+    ("expired", r"could not be delivered (?:for|within|in) \d+ (?:days?|hours?)"),
 ]
 
 PHRASES: list[tuple[str, str]] = [
@@ -76,7 +96,9 @@ PHRASES: list[tuple[str, str]] = [
     ("requireptr", r"not (?:have|find) (?:a )?(?:valid )?(?:reverse|ptr)"),
     ("requireptr", r"client host rejected: cannot find"),
     ("requireptr", r"no reverse"),
-    ("failedstarttls", r"starttls"),
+    ("failedstarttls", r"starttls (?:failed|failure|error|is required|required|negotiation)"),
+    ("failedstarttls", r"(?:failed|unable) to (?:start|negotiate|establish) tls"),
+    ("failedstarttls", r"must issue a starttls"),
     ("failedstarttls", r"tls (?:negotiation|handshake) fail"),
     ("failedstarttls", r"must (?:use|issue) (?:a )?tls"),
     ("failedstarttls", r"tls (?:is )?required"),
@@ -94,7 +116,7 @@ PHRASES: list[tuple[str, str]] = [
     ("securityerror", r"security (?:policy|reasons)"),
     ("securityerror", r"access denied \["),
     ("securityerror", r"submission .*authenticat"),
-    ("notcompliantrfc", r"rfc ?(?:5322|2822|822|5321)"),
+    ("notcompliantrfc", r"\brfc ?(?:5322|2822|822|5321)(?![;\w])"),
     ("notcompliantrfc", r"not (?:rfc|standards?)[- ]compliant"),
     ("notcompliantrfc", r"duplicate (?:header|message-id)"),
     ("notcompliantrfc", r"multiple (?:from|to|subject|date|message-id) (?:headers|fields)"),
@@ -425,6 +447,7 @@ PHRASES: list[tuple[str, str]] = [
     ("systemerror", r"resources (?:temporarily )?unavailable"),
     ("systemerror", r"out of memory"),
     ("systemerror", r"i/o error"),
+    ("systemerror", r"write error"),
     ("systemerror", r"cannot (?:open|write|create)"),
     ("systemerror", r"unknown (?:mail )?transport error"),
     ("systemerror", r"remote server (?:error|failure)"),
@@ -441,6 +464,10 @@ BOILERPLATE = [
     r"a message that you sent could not be delivered to one or more of its recipients\.",
     r"this message was created automatically by mail delivery software\.",
 ]
+
+# A delay notice that names no cause: the sender's MTA is still retrying (labelled
+# "expired" like a message that waited too long).
+DELAYED = r"(?:has been|was|is) delayed|will be retried|delivery attempts will continue"
 
 # RFC 3463 enhanced codes whose meaning is specific enough to stand alone. Codes like
 # 5.0.0, 5.7.1 or 5.5.0 say too little: their reason comes from the sentence.
