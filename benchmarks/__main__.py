@@ -15,6 +15,7 @@ SUITES = {
     "tracking": "benchmarks.tracking_ingest",  # /v1/batch beside a bare JSON endpoint
     "messages": "benchmarks.message_build",  # building one message, stage by stage
     "send": "benchmarks.send_pipeline",  # outbox -> SMTP to smtp-sink, 1 and 2 workers
+    "segments": "benchmarks.segments",  # playbook counts vs hand-written SQL, real-time p99
     "bounces": "benchmarks.bounce_parse",  # parse + classify bounces over the corpus
 }
 

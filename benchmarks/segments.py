@@ -1,0 +1,314 @@
+"""Segment counts and real-time re-evaluation on PostgreSQL: ``python -m benchmarks segments``.
+
+Needs a PostgreSQL database it may wipe (``--postgres`` or ``POSTWISE_BENCH_POSTGRES_URL``).
+
+1. **Data** (``segment_data``): ``--contacts`` contacts, ``--companies`` companies and
+   ``--events`` events built inside PostgreSQL, then ``VACUUM ANALYZE``. A database that
+   already holds the same scale is reused (``--regenerate`` forces a new one); the load
+   time printed is then the stored one.
+2. **Full counts**: for each shipped playbook segment, ``SELECT count(*)`` over
+   ``compile_members(...)`` beside a hand-written query for the same segment
+   (``segment_playbooks``), in the same run, alternating, best of ``--repeat`` after a
+   warm-up. The two counts must be equal (the run fails otherwise): an independent check
+   of the compiler. Targets (issue 4): compiled <= 1.3x hand-written, every count < 2 s.
+3. **Real-time**: the playbooks are saved as segments; for ``--incremental`` incoming
+   events (name and contact drawn from stored events, so busy contacts and common names
+   come up as often as they do in the data) one event is inserted and
+   ``membership.reevaluate`` runs for its contact, which re-evaluates only the segments
+   whose definitions name the event; each is rolled back. p50 and p99 of the
+   re-evaluation alone, over all events and over those that touched a segment. Target:
+   p99 < 5 ms. The stored membership is empty, so a matching contact *enters* (a stay
+   and a ``segment.entered`` event are written) inside the measured time.
+
+Figures are for one machine at one moment: the load average is printed beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select, text
+from sqlalchemy.orm import Session
+
+from benchmarks.segment_data import Dataset, Scale, ensure
+from benchmarks.segment_playbooks import Playbook, load
+from postwise.segments import membership, playbooks
+from postwise.segments.compiler import compile_members
+from postwise.segments.definition import parse_definition
+from postwise.storage import tenancy
+from postwise.storage.database import Database
+from postwise.storage.tables import Event
+
+TARGET_RATIO = 1.3
+TARGET_SECONDS = 2.0
+TARGET_P99_MS = 5.0
+STATEMENT_TIMEOUT_MS = 120_000
+
+
+@dataclass(frozen=True)
+class CountResult:
+    key: str
+    title: str
+    hand_count: int
+    compiled_count: int
+    hand_ms: float
+    compiled_ms: float
+
+    @property
+    def equal(self) -> bool:
+        return self.hand_count == self.compiled_count
+
+    @property
+    def ratio(self) -> float:
+        return self.compiled_ms / self.hand_ms if self.hand_ms else float("inf")
+
+
+@dataclass(frozen=True)
+class IncrementalResult:
+    events: int
+    touching: int  # events whose name some segment references
+    p50_ms: float
+    p99_ms: float
+    touching_p50_ms: float
+    touching_p99_ms: float
+    max_ms: float
+
+
+def compiled_count_sql(book: Playbook, dataset: Dataset) -> Any:
+    defn = parse_definition(book.definition)
+    members = compile_members(defn, workspace_id=dataset.workspace_id, now=dataset.now)
+    return select(func.count()).select_from(members.subquery())
+
+
+def _timed(run: Callable[[], int]) -> tuple[int, float]:
+    started = time.perf_counter()
+    value = run()
+    return value, (time.perf_counter() - started) * 1000
+
+
+def measure_counts(
+    db: Database, dataset: Dataset, *, repeat: int = 3, only: set[str] | None = None
+) -> list[CountResult]:
+    """Both queries of each playbook, alternately: a warm-up, then the best of ``repeat``."""
+    params = {"ws": dataset.workspace_id, "now": dataset.now}
+    out = []
+    with db.engine.connect() as conn:
+        conn.execute(text(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}"))
+        for book in load():
+            if only and book.key not in only:
+                continue
+            compiled = compiled_count_sql(book, dataset)
+            hand = text(book.hand_sql)
+
+            def run_hand(c: Connection = conn, q: Any = hand) -> int:
+                return int(c.execute(q, params).scalar_one())
+
+            def run_compiled(c: Connection = conn, q: Any = compiled) -> int:
+                return int(c.execute(q).scalar_one())
+
+            hand_times, compiled_times = [], []
+            hand_count = compiled_count = -1
+            for _ in range(repeat + 1):  # the first round warms the cache
+                hand_count, ms = _timed(run_hand)
+                hand_times.append(ms)
+                compiled_count, ms = _timed(run_compiled)
+                compiled_times.append(ms)
+            out.append(
+                CountResult(
+                    book.key,
+                    book.title,
+                    hand_count,
+                    compiled_count,
+                    min(hand_times[1:] or hand_times),
+                    min(compiled_times[1:] or compiled_times),
+                )
+            )
+            conn.rollback()
+    return out
+
+
+def _seed_segments(db: Database, workspace_id: int) -> None:
+    with db.tenant(workspace_id) as session:
+        playbooks.seed(session, refresh=False)
+
+
+def _sample_events(conn: Connection, dataset: Dataset, n: int, seed: int) -> list[Any]:
+    rng = random.Random(seed)
+    ids = [rng.randrange(1, dataset.scale.events + 1) for _ in range(n * 2)]
+    rows = list(
+        conn.execute(
+            text(
+                "SELECT id, contact_id, type, name, properties FROM events "
+                "WHERE workspace_id = :ws AND id = ANY(:ids) AND contact_id IS NOT NULL"
+            ),
+            {"ws": dataset.workspace_id, "ids": ids},
+        )
+    )
+    rng.shuffle(rows)
+    return rows[:n]
+
+
+def measure_incremental(
+    db: Database, dataset: Dataset, *, events: int = 2000, seed: int = 7
+) -> IncrementalResult:
+    """Insert one event and re-evaluate its contact, per sampled event; each rolled back."""
+    _seed_segments(db, dataset.workspace_id)
+    with db.engine.connect() as conn:
+        sample = _sample_events(conn, dataset, events, seed)
+    all_ms: list[float] = []
+    touching_ms: list[float] = []
+    with db.engine.connect() as conn:
+        for row in sample:
+            transaction = conn.begin()
+            session = Session(bind=conn, join_transaction_mode="create_savepoint")
+            tenancy.bind(session, dataset.workspace_id)
+            try:
+                session.execute(
+                    insert(Event).values(
+                        workspace_id=dataset.workspace_id,
+                        contact_id=row.contact_id,
+                        type=row.type,
+                        name=row.name,
+                        properties=row.properties,
+                        context={},
+                        occurred_at=dataset.now,
+                        received_at=dataset.now,
+                    )
+                )
+                started = time.perf_counter()
+                membership.reevaluate(
+                    session, {int(row.contact_id): {f"event:{row.name}"}}, now=dataset.now
+                )
+                ms = (time.perf_counter() - started) * 1000
+            finally:
+                session.close()
+                transaction.rollback()
+            all_ms.append(ms)
+            if _touches(db, dataset, row.name):
+                touching_ms.append(ms)
+    return IncrementalResult(
+        len(all_ms),
+        len(touching_ms),
+        _pct(all_ms, 50),
+        _pct(all_ms, 99),
+        _pct(touching_ms, 50),
+        _pct(touching_ms, 99),
+        max(all_ms, default=0.0),
+    )
+
+
+_TRIGGERS: dict[str, bool] = {}
+
+
+def _touches(db: Database, dataset: Dataset, name: str) -> bool:
+    """Does any saved playbook segment name this event? (cached per name)"""
+    if name not in _TRIGGERS:
+        from postwise.segments import catalog
+
+        with db.tenant(dataset.workspace_id) as session:
+            key = f"event:{name}"
+            _TRIGGERS[name] = any(s.triggered_by({key}) for s in catalog.load(session))
+    return _TRIGGERS[name]
+
+
+def _pct(values: list[float], pct: int) -> float:
+    if not values:
+        return 0.0
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs"
+
+
+def print_counts(results: list[CountResult]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Playbook segments: full count, compiled vs hand-written SQL")
+    for header in ("segment", "members", "equal", "hand-written ms", "compiled ms", "ratio",
+                   f"<= {TARGET_RATIO}x", f"< {TARGET_SECONDS:.0f} s"):  # fmt: skip
+        table.add_column(header, justify="left" if header == "segment" else "right")
+    for r in results:
+        table.add_row(
+            r.title,
+            f"{r.compiled_count:,}" if r.equal else f"{r.compiled_count:,} vs {r.hand_count:,}",
+            "yes" if r.equal else "NO",
+            f"{r.hand_ms:,.1f}",
+            f"{r.compiled_ms:,.1f}",
+            f"{r.ratio:.2f}",
+            "yes" if r.ratio <= TARGET_RATIO else "no",
+            "yes" if r.compiled_ms < TARGET_SECONDS * 1000 else "no",
+        )
+    Console(width=140).print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks segments",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--contacts", type=int, default=20_000)
+    parser.add_argument("--events", type=int, default=400_000)
+    parser.add_argument("--companies", type=int, default=None, help="default: contacts / 50")
+    parser.add_argument("--regenerate", action="store_true", help="build the data set anew")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per query (best kept)")
+    parser.add_argument("--incremental", type=int, default=2000, help="incoming events to time")
+    parser.add_argument("--only", default="", help="comma-separated playbook keys")
+    parser.add_argument(
+        "--postgres", default=os.environ.get("POSTWISE_BENCH_POSTGRES_URL", ""),
+        help="A PostgreSQL URL whose database may be wiped (POSTWISE_BENCH_POSTGRES_URL).",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    if not args.postgres:
+        print("(segments skipped: set POSTWISE_BENCH_POSTGRES_URL to a database to wipe)")
+        return
+    import logging
+
+    logging.disable(logging.WARNING)
+    scale = Scale(args.contacts, args.companies or max(args.contacts // 50, 1), args.events)
+    db = Database(args.postgres)
+    try:
+        print(f"{load_average()} (before)", flush=True)
+        dataset = ensure(db, scale, regenerate=args.regenerate)
+        how = "generated now" if dataset.load_seconds is not None else "reused; load time of then"
+        print(
+            f"data: {scale.contacts:,} contacts, {scale.companies:,} companies, "
+            f"{scale.events:,} events; loaded in {dataset.stored_load_seconds:,.0f} s ({how}); "
+            f"segments evaluated at {dataset.now.isoformat()}",
+            flush=True,
+        )
+        only = {k for k in args.only.split(",") if k} or None
+        results = measure_counts(db, dataset, repeat=args.repeat, only=only)
+        print_counts(results)
+        print(f"{load_average()} (after the counts)", flush=True)
+        if args.incremental:
+            inc = measure_incremental(db, dataset, events=args.incremental)
+            print(
+                f"real-time re-evaluation per incoming event ({inc.events:,} events): "
+                f"p50 {inc.p50_ms:.2f} ms, p99 {inc.p99_ms:.2f} ms (max {inc.max_ms:.1f}); "
+                f"events some segment names ({inc.touching:,}): p50 "
+                f"{inc.touching_p50_ms:.2f} ms, p99 {inc.touching_p99_ms:.2f} ms "
+                f"(target p99 < {TARGET_P99_MS:.0f} ms)"
+            )
+            print(f"{load_average()} (after)", flush=True)
+    finally:
+        db.dispose()
+    wrong = [r.key for r in results if not r.equal]
+    if wrong:
+        raise SystemExit(f"compiled and hand-written counts differ for: {', '.join(wrong)}")
+
+
+if __name__ == "__main__":
+    main()
