@@ -42,7 +42,14 @@ from postwise.contacts.lists import ConsentInput, create_list, subscribe
 from postwise.delivery import outbox
 from postwise.messages.store import TemplateInput, create_template
 from postwise.storage.database import Database
-from postwise.storage.tables import CapturedMessage, Event, Suppression
+from postwise.storage.tables import (
+    BounceAlert,
+    BounceRecord,
+    CapturedMessage,
+    DomainBlock,
+    Event,
+    Suppression,
+)
 from postwise.workspaces.actions import create_api_key, create_workspace
 from tests.api.conftest import ClientFactory
 from tests.api.support import snapshot
@@ -119,6 +126,23 @@ def seed(db: Database, tag: str) -> Seed:
         [outbox_id] = outbox.enqueue(
             s, [outbox.NewMessage(email=out.emails[1], contact_id=bob, data={"t": tag})]
         )
+        bounce = BounceRecord(
+            outbox_id=outbox_id,
+            contact_id=bob,
+            email=out.emails[1],
+            domain=out.domains[0],
+            campaign_key=f"{tag} launch",
+            source="smtp",
+            kind="bounce",
+            reason="userunknown",
+            hard=True,
+            diagnostic=f"550 5.1.1 {tag} unknown",
+            verdict="kept_filter_block",
+        )
+        block = DomainBlock(domain=out.domains[0], evidence={"note": tag})
+        alert = BounceAlert(kind="filter_block", domain=out.domains[0], message=f"{tag} alert")
+        s.add_all([bounce, block, alert])
+        s.flush()
     out.ids = {
         "contact_id": ann,
         "company_id": company.id,
@@ -130,6 +154,9 @@ def seed(db: Database, tag: str) -> Seed:
         "suppression_id": suppression_id,
         "template_id": template.id,
         "outbox_id": outbox_id,
+        "record_id": bounce.id,
+        "block_id": block.id,
+        "alert_id": alert.id,
     }
     return out
 

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from postwise.api.routes import (
     attributes,
+    bounces,
     captured,
     companies,
     contacts,
@@ -40,3 +41,5 @@ ROUTERS.append(tracking.router)
 ROUTERS.append(messages.router)
 ROUTERS.append(unsubscribe.router)
 ROUTERS.append(email_tracking.router)
+ROUTERS.append(bounces.router)
+ROUTERS.append(bounces.webhook_router)
