@@ -206,6 +206,7 @@ def _start_worker(db: Database, settings: Settings) -> Worker:
     from postwise.delivery import service as delivery_service
     from postwise.jobs import builtin
     from postwise.jobs.runner import Worker
+    from postwise.segments import jobs as segment_jobs
     from postwise.tracking import retention
 
     for name in TASK_MODULES:
@@ -214,6 +215,7 @@ def _start_worker(db: Database, settings: Settings) -> Worker:
         builtin.ensure_cleanup_scheduled(session)
         delivery_service.kick(session)  # mail left queued by the last run goes out
         retention.ensure_purge_scheduled(session)
+        segment_jobs.ensure_sweep_scheduled(session)
     worker = Worker(db, settings=settings)
     worker.start_in_thread()
     return worker

@@ -20,6 +20,7 @@ TASK_MODULES: tuple[str, ...] = (
     "postwise.delivery.service",
     "postwise.contacts.import_runs",
     "postwise.tracking.retention",
+    "postwise.segments.jobs",
 )
 
 jobs_app = typer.Typer(help="The background job queue.", no_args_is_help=True)
@@ -61,6 +62,7 @@ def worker(
     """Run background jobs until SIGTERM or Ctrl-C (the job in hand is finished first)."""
     from postwise.jobs import builtin
     from postwise.jobs.runner import Worker
+    from postwise.segments import jobs as segment_jobs
     from postwise.tracking import retention
 
     _import_task_modules(imports)
@@ -71,6 +73,7 @@ def worker(
             with db.system() as session:
                 builtin.ensure_cleanup_scheduled(session)
                 retention.ensure_purge_scheduled(session)
+                segment_jobs.ensure_sweep_scheduled(session)
     except SQLAlchemyError as exc:
         fail(f"cannot use the job table ({type(exc).__name__}); run `postwise db upgrade` first")
     if metrics_port:

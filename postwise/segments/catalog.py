@@ -1,15 +1,18 @@
 """A workspace's saved segments, parsed once per version, in dependency order.
 
 Membership work (a refresh, a contact's re-evaluation) needs each active segment's
-parsed definition and what it references. Parsing is cached per process by
-(workspace, segment id, version): a save bumps the version, so a stale entry is never
-used. ``load`` returns the segments so that every segment comes after the segments it
-references (cycles are refused when a definition is saved), which is the order in which
-a membership change must flow to the segments that depend on it.
+parsed definition and what it references. Parsing is cached per process by (workspace,
+segment id, version, digest of the workspace's definitions): any save changes the
+digest, so a stale entry is never used. ``load`` returns the segments so that every
+segment comes after the segments it references (cycles are refused when a definition is
+saved), which is the order in which a membership change must flow to the segments that
+depend on it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -72,9 +75,9 @@ def triggers_of(refs: References) -> frozenset[str]:
     return frozenset(keys)
 
 
-# (workspace, segment id, version, versions of the workspace's segments): a definition
+# (workspace, segment id, version, digest of the workspace's definitions): a definition
 # inlines the segments it references, so a save of any of them must miss the cache.
-_Key = tuple[int, int, int, int]
+_Key = tuple[int, int, int, str]
 
 
 class _Cache:
@@ -115,11 +118,17 @@ def parse(
     return parse_definition(dict(document), context)
 
 
-def _stamp(session: Session) -> int:
-    return hash(tuple(session.execute(select(Segment.id, Segment.version).order_by(Segment.id))))
+def _stamp(session: Session) -> str:
+    """A digest of every definition of the workspace: a key that changes whenever any
+    segment (and so what a definition inlines) is saved, whichever database this is."""
+    rows = session.execute(
+        select(Segment.id, Segment.version, Segment.definition).order_by(Segment.id)
+    ).all()
+    text = json.dumps([[r.id, r.version, r.definition] for r in rows], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
-def loaded(session: Session, segment: Segment, *, stamp: int | None = None) -> Loaded:
+def loaded(session: Session, segment: Segment, *, stamp: str | None = None) -> Loaded:
     """``segment`` parsed (once per version of it and of the segments it may reference)."""
     if stamp is None:
         stamp = _stamp(session)

@@ -1,0 +1,346 @@
+"""Who is in each segment, and when they came and went.
+
+Two ways in, one way to write:
+
+* ``refresh`` recomputes a whole segment: the compiled SQL (``compiler.compile_members``)
+  gives the members now, the open stays give the members stored; the difference is
+  written in batches of ``BATCH``.
+* ``reevaluate`` takes the contacts a transaction changed (``changes``) and re-runs, for
+  those contacts only, the segments whose references can see the change: the same
+  compiled SQL restricted to ``contact_ids``, so real-time and full refresh can never
+  disagree. Segments are visited in dependency order; a contact whose membership
+  changed in segment S is re-evaluated in every segment that references S. For
+  account-level (ABM) segments the contact's colleagues (same company) are
+  re-evaluated too, since one person's act can tip their whole account.
+
+Every entry inserts a stay (``segment_memberships`` with ``exited_at`` NULL) and a
+``segment.entered`` event; every exit closes the stay and writes ``segment.exited``.
+The insert skips a stay another worker opened meanwhile (the partial unique index) and
+the exit only counts stays it closed itself, so two concurrent evaluations never emit
+an event twice. See docs/segments.md.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from postwise.core.clock import utcnow
+from postwise.core.pagination import Page, check_limit, decode_cursor, encode_cursor
+from postwise.segments import catalog
+from postwise.segments.compiler import compile_members
+from postwise.storage.tables import Contact, Event, Segment, SegmentMembership
+from postwise.storage.tenancy import workspace_of
+
+log = structlog.get_logger(__name__)
+
+BATCH = 2000
+ENTERED = "segment.entered"
+EXITED = "segment.exited"
+EVENT_TYPE = "segment"
+
+
+@dataclass(frozen=True)
+class Moves:
+    """What one evaluation changed in one segment."""
+
+    segment_id: int
+    entered: list[int] = field(default_factory=list)
+    exited: list[int] = field(default_factory=list)
+
+    @property
+    def moved(self) -> set[int]:
+        return {*self.entered, *self.exited}
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    segment_id: int
+    members: int
+    entered: int
+    exited: int
+    seconds: float
+
+
+def _chunks(ids: Sequence[int], size: int = BATCH) -> Iterable[list[int]]:
+    for start in range(0, len(ids), size):
+        yield list(ids[start : start + size])
+
+
+def _events(
+    segment: catalog.Loaded | Segment, name: str, contact_ids: Sequence[int], now: datetime
+) -> list[dict[str, Any]]:
+    props = {"segment_id": segment.id, "segment": segment.name, "version": segment.version}
+    return [
+        {
+            "workspace_id": segment.workspace_id,
+            "contact_id": cid,
+            "type": EVENT_TYPE,
+            "name": name,
+            "properties": props,
+            "context": {},
+            "occurred_at": now,
+            "received_at": now,
+        }
+        for cid in contact_ids
+    ]
+
+
+def _enter(
+    session: Session, segment: catalog.Loaded | Segment, contact_ids: Sequence[int], now: datetime
+) -> list[int]:
+    entered: list[int] = []
+    dialect = session.get_bind().dialect.name
+    ins: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    for chunk in _chunks(sorted(contact_ids)):
+        rows = [
+            {
+                "workspace_id": segment.workspace_id,
+                "segment_id": segment.id,
+                "contact_id": cid,
+                "entered_at": now,
+            }
+            for cid in chunk
+        ]
+        stmt = (
+            ins(SegmentMembership)
+            .values(rows)
+            .on_conflict_do_nothing(
+                index_elements=["segment_id", "contact_id"],
+                index_where=SegmentMembership.exited_at.is_(None),
+            )
+            .returning(SegmentMembership.contact_id)
+        )
+        done = [int(c) for c in session.execute(stmt).scalars()]
+        if done:
+            session.execute(insert(Event), _events(segment, ENTERED, sorted(done), now))
+        entered.extend(done)
+    return entered
+
+
+def _exit(
+    session: Session, segment: catalog.Loaded | Segment, contact_ids: Sequence[int], now: datetime
+) -> list[int]:
+    exited: list[int] = []
+    for chunk in _chunks(sorted(contact_ids)):
+        stmt = (
+            update(SegmentMembership)
+            .where(
+                SegmentMembership.segment_id == segment.id,
+                SegmentMembership.contact_id.in_(chunk),
+                SegmentMembership.exited_at.is_(None),
+            )
+            .values(exited_at=now)
+            .returning(SegmentMembership.contact_id)
+            .execution_options(synchronize_session=False)
+        )
+        done = [int(c) for c in session.execute(stmt).scalars()]
+        if done:
+            session.execute(insert(Event), _events(segment, EXITED, sorted(done), now))
+        exited.extend(done)
+    return exited
+
+
+def _count_delta(session: Session, segment_id: int, delta: int) -> None:
+    if delta:
+        session.execute(
+            update(Segment)
+            .where(Segment.id == segment_id)
+            .values(member_count=Segment.member_count + delta)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def current_members(
+    session: Session, segment_id: int, contact_ids: Sequence[int] | None = None
+) -> set[int]:
+    stmt = select(SegmentMembership.contact_id).where(
+        SegmentMembership.segment_id == segment_id, SegmentMembership.exited_at.is_(None)
+    )
+    if contact_ids is None:
+        return {int(c) for c in session.scalars(stmt)}
+    found: set[int] = set()
+    for chunk in _chunks(sorted(contact_ids)):
+        found.update(
+            int(c) for c in session.scalars(stmt.where(SegmentMembership.contact_id.in_(chunk)))
+        )
+    return found
+
+
+def matching(
+    session: Session,
+    segment: catalog.Loaded,
+    *,
+    now: datetime,
+    contact_ids: Sequence[int] | None = None,
+) -> set[int]:
+    """Contacts that match the definition now (all of them, or among ``contact_ids``)."""
+    if contact_ids is None:
+        stmt = compile_members(segment.definition, workspace_id=segment.workspace_id, now=now)
+        return {int(c) for c in session.scalars(stmt)}
+    found: set[int] = set()
+    for chunk in _chunks(sorted(contact_ids)):
+        stmt = compile_members(
+            segment.definition, workspace_id=segment.workspace_id, now=now, contact_ids=chunk
+        )
+        found.update(int(c) for c in session.scalars(stmt))
+    return found
+
+
+def apply(
+    session: Session, segment: catalog.Loaded, contact_ids: Sequence[int], *, now: datetime
+) -> Moves:
+    """Re-evaluate ``segment`` for these contacts only and record who entered or left."""
+    ids = sorted(set(contact_ids))
+    if not ids:
+        return Moves(segment.id)
+    should = matching(session, segment, now=now, contact_ids=ids)
+    stored = current_members(session, segment.id, ids)
+    entered = _enter(session, segment, sorted(should - stored), now)
+    exited = _exit(session, segment, sorted(stored - should), now)
+    _count_delta(session, segment.id, len(entered) - len(exited))
+    return Moves(segment.id, entered, exited)
+
+
+def refresh(session: Session, segment_id: int, *, now: datetime | None = None) -> RefreshResult:
+    """Recompute the whole segment, then re-evaluate its dependents for the contacts that moved."""
+    started = time.perf_counter()
+    now = now or utcnow()
+    row = session.get(Segment, segment_id)
+    if row is None or row.workspace_id != workspace_of(session):
+        from postwise.core.errors import NotFound
+
+        raise NotFound(f"no segment {segment_id}", code="segment_not_found", field="segment_id")
+    segment = catalog.loaded(session, row)
+    should = matching(session, segment, now=now)
+    stored = current_members(session, segment.id)
+    entered = _enter(session, segment, sorted(should - stored), now)
+    exited = _exit(session, segment, sorted(stored - should), now)
+    session.execute(
+        update(Segment)
+        .where(Segment.id == segment.id)
+        .values(member_count=len(should), refreshed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.expire(row)
+    moved = {*entered, *exited}
+    if moved:
+        _flow(session, {segment.id: moved}, {}, now=now, skip={segment.id})
+    seconds = time.perf_counter() - started
+    log.info(
+        "segments.refreshed",
+        segment_id=segment.id,
+        members=len(should),
+        entered=len(entered),
+        exited=len(exited),
+        seconds=round(seconds, 3),
+    )
+    return RefreshResult(segment.id, len(should), len(entered), len(exited), seconds)
+
+
+def colleagues(session: Session, contact_ids: Iterable[int]) -> set[int]:
+    """Contacts of the same companies as these contacts (themselves included)."""
+    ids = sorted(set(contact_ids))
+    companies: set[int] = set()
+    for chunk in _chunks(ids):
+        companies.update(
+            int(c or 0)
+            for c in session.scalars(
+                select(Contact.company_id).where(
+                    Contact.id.in_(chunk), Contact.company_id.is_not(None)
+                )
+            )
+        )
+    found = set(ids)
+    for chunk in _chunks(sorted(companies)):
+        found.update(
+            int(c) for c in session.scalars(select(Contact.id).where(Contact.company_id.in_(chunk)))
+        )
+    return found
+
+
+def _flow(
+    session: Session,
+    moved: dict[int, set[int]],
+    contacts: Mapping[int, set[str]],
+    *,
+    now: datetime,
+    skip: set[int] | None = None,
+) -> list[Moves]:
+    """Visit active segments in dependency order; evaluate the contacts each must see."""
+    out: list[Moves] = []
+    skip = skip or set()
+    for segment in catalog.load(session):
+        if segment.id in skip:
+            continue
+        wanted = {cid for cid, keys in contacts.items() if segment.triggered_by(keys)}
+        for used in segment.uses_segments:
+            wanted |= moved.get(used, set())
+        if not wanted:
+            continue
+        if segment.account_level:
+            wanted = colleagues(session, wanted)
+        moves = apply(session, segment, sorted(wanted), now=now)
+        if moves.moved:
+            moved[segment.id] = moved.get(segment.id, set()) | moves.moved
+            out.append(moves)
+    return out
+
+
+def reevaluate(
+    session: Session, contacts: Mapping[int, set[str]], *, now: datetime | None = None
+) -> list[Moves]:
+    """Re-evaluate the segments that these changes can affect, for these contacts only."""
+    return _flow(session, {}, contacts, now=now or utcnow())
+
+
+def history(session: Session, contact_id: int, *, limit: int = 200) -> list[Any]:
+    """A contact's stays, newest first: (segment id, segment name, entered_at, exited_at)."""
+    return list(
+        session.execute(
+            select(
+                SegmentMembership.segment_id,
+                Segment.name,
+                SegmentMembership.entered_at,
+                SegmentMembership.exited_at,
+            )
+            .join(Segment, Segment.id == SegmentMembership.segment_id)
+            .where(SegmentMembership.contact_id == contact_id)
+            .order_by(SegmentMembership.entered_at.desc(), SegmentMembership.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Member:
+    contact_id: int
+    email: str
+    entered_at: datetime
+
+
+def members_page(
+    session: Session, segment_id: int, *, cursor: str | None, limit: int
+) -> Page[Member]:
+    """Current members by contact id, a keyset page (the partial unique index serves it)."""
+    limit = check_limit(limit)
+    after = decode_cursor(cursor)
+    stmt = (
+        select(SegmentMembership.contact_id, Contact.email, SegmentMembership.entered_at)
+        .join(Contact, Contact.id == SegmentMembership.contact_id)
+        .where(SegmentMembership.segment_id == segment_id, SegmentMembership.exited_at.is_(None))
+    )
+    if after is not None:
+        stmt = stmt.where(SegmentMembership.contact_id > after)
+    rows = session.execute(stmt.order_by(SegmentMembership.contact_id).limit(limit + 1)).all()
+    more = len(rows) > limit
+    items = [Member(int(r.contact_id), r.email, r.entered_at) for r in rows[:limit]]
+    return Page(items, encode_cursor(items[-1].contact_id) if more else None)
