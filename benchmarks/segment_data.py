@@ -8,7 +8,7 @@ four lists with memberships, and ``events`` events over two years before ``now``
 ===================  ======  ================================================================
 name                 share   properties
 ===================  ======  ================================================================
-Page Viewed          38 %    ``path``, ``name``; category pages add ``category``; 1.5 % are
+Page Viewed          38 %    ``path``, ``name``; category pages add ``category``; 3 % are
                              the VIP rewards page (``path`` = ``/rewards/vip``); 5 % are
                              anonymous (no contact)
 Product Viewed       8 %     ``category``, ``product_id``, ``price``
@@ -50,7 +50,7 @@ from sqlalchemy import Connection, text
 from postwise.storage import migrate
 from postwise.storage.database import Database
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 WORKSPACE_NAME = "Segment benchmark"
 EVENT_CHUNK = 1_000_000
 STRIDE = 104_729  # a prime: ``(k * STRIDE) % n`` scatters a skewed draw over 1..n
@@ -339,7 +339,7 @@ def _event_sql(contacts: int) -> str:
     n = str(contacts)
     shop = _skewed(n, 2.2, "r2")  # page views, carts, orders, trials: the few busy ones
     mail = _skewed(n, 1.0, "r2")  # sends and deliveries: nearly uniform
-    opens = _skewed(n, 1.6, "r2")
+    opens = _skewed(n, 2.5, "r2")  # engaged readers open most of the mail
     clicks = _skewed(n, 2.0, "r2")
     kind_case = " ".join(f"WHEN r1 < {share} THEN '{name}'" for name, share in KINDS)
     category = _pick(CATEGORIES, "power(r4, 1.7)")
@@ -363,7 +363,7 @@ def _event_sql(contacts: int) -> str:
                      THEN 'anon-' || floor(r2 * 500000)::int END AS anonymous_id,
                 CASE name
                     WHEN 'Page Viewed' THEN
-                        CASE WHEN r3 < 0.015
+                        CASE WHEN r3 < 0.03
                              THEN jsonb_build_object('path', '{VIP_PATH}', 'name', 'VIP Rewards')
                              WHEN r3 < 0.5
                              THEN jsonb_build_object('path', '/c/' || {slug},
