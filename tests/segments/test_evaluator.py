@@ -1,0 +1,93 @@
+"""The evaluator's facts: loaded from the database, only what the definition names."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from postwise.core.errors import NotFound
+from postwise.segments.evaluator import evaluate
+from postwise.segments.facts import load_facts
+from postwise.segments.references import references
+from postwise.storage.database import Database
+from tests.segments import seeding
+from tests.segments.seeding import NOW, parse
+
+DAY = timedelta(days=1)
+
+
+def test_load_facts_reads_only_what_the_definition_references(db: Database) -> None:
+    with db.engine.begin() as conn:
+        ws = seeding.workspace(conn)
+        acme = seeding.company(conn, ws, "acme.example", industry="software")
+        ann = seeding.contact(conn, ws, "ann@acme.example", company_id=acme)
+        peer = seeding.contact(conn, ws, "bo@acme.example", company_id=acme)
+        news = seeding.mailing_list(conn, ws, "News")
+        other = seeding.mailing_list(conn, ws, "Other")
+        seeding.subscribe(conn, ws, news, ann, "subscribed")
+        seeding.subscribe(conn, ws, other, ann, "subscribed")
+        seeding.event(conn, ws, ann, "Order Completed", NOW - DAY, {"total": 5})
+        seeding.event(conn, ws, ann, "Page Viewed", NOW - DAY)
+        seeding.event(conn, ws, peer, "Order Completed", NOW - DAY)
+    defn = parse({"all": [{"event": "Order Completed"}, {"list": news}]})
+    with db.engine.connect() as conn:
+        facts = load_facts(conn, ws, ann, NOW, references(defn))
+        assert [e.name for e in facts.events] == ["Order Completed"]
+        assert facts.lists == {news: "subscribed"}
+        assert facts.company is None and facts.company_contacts == ()
+        assert evaluate(defn, facts, NOW)
+
+        abm = parse({"account": {"min_contacts": 2, "where": {"event": "Order Completed"}}})
+        facts = load_facts(conn, ws, ann, NOW, references(abm))
+        assert facts.company is not None and facts.company["industry"] == "software"
+        assert sorted(int(f.contact["id"]) for f in facts.company_contacts) == [ann, peer]
+        assert facts.lists == {}
+        assert evaluate(abm, facts, NOW)
+
+        with pytest.raises(NotFound):
+            load_facts(conn, ws, peer + 100, NOW, references(defn))
+        with pytest.raises(NotFound):  # another workspace's contact is not found either
+            load_facts(conn, ws + 1, ann, NOW, references(defn))
+
+
+def test_the_same_facts_answer_differently_as_time_passes(db: Database) -> None:
+    """Sliding windows move with ``now`` alone: what ``references.time_dependent`` flags."""
+    with db.engine.begin() as conn:
+        ws = seeding.workspace(conn)
+        ann = seeding.contact(conn, ws, "ann@x.example")
+        seeding.event(conn, ws, ann, "Trial Started", NOW - 6 * DAY)
+    defn = parse({"event": "Trial Started", "window": {"last": {"days": 7}}})
+    assert references(defn).time_dependent
+    with db.engine.connect() as conn:
+        facts = load_facts(conn, ws, ann, NOW, references(defn))
+    assert evaluate(defn, facts, NOW)
+    assert not evaluate(defn, facts, NOW + 2 * DAY)
+    assert seeding.both(db, defn, ws, NOW) == {ann}
+    assert seeding.both(db, defn, ws, NOW + 2 * DAY) == set()
+
+
+def test_references() -> None:
+    segments = {5: {"any": [{"list": 9}, {"email": "clicked"}]}}
+    defn = parse(
+        {
+            "all": [
+                {"field": "company.industry", "op": "eq", "value": "software"},
+                {"segment": 5},
+                {"account": {"min_contacts": 2, "where": {"event": "Page Viewed"}}},
+                {"event": "Added to Cart", "not_followed_by": {"event": "Order Completed"}},
+                {"field": "contact.attributes.birthday", "op": "eq", "value": "2000-01-01"},
+            ]
+        },
+        segments,
+    )
+    refs = references(defn)
+    assert refs.event_names == {"Page Viewed", "Added to Cart", "Order Completed"}
+    assert refs.email_event_names == {"Email Clicked"} and refs.email_kinds == {"clicked"}
+    assert refs.fields == {"company.industry", "contact.attributes.birthday"}
+    assert refs.list_ids == {9} and refs.segment_ids == {5}
+    assert refs.account_level and refs.uses_company and not refs.time_dependent
+    relative = parse(
+        {"field": "contact.attributes.birthday", "op": "anniversary_within", "value": {"days": 3}}
+    )
+    assert references(relative).time_dependent
