@@ -38,6 +38,7 @@ app.add_typer(bounces.bounces_app, name="bounces")
 app.command()(outbox.send)
 app.command()(runtime.serve)
 app.command()(runtime.run)
+app.command()(bounces.inbound)
 worker.register(app)
 
 if __name__ == "__main__":

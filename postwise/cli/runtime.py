@@ -37,6 +37,7 @@ from postwise.storage.database import Database
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from postwise.bounces.inbound import InboundServer
     from postwise.jobs.runner import Worker
 
 WORKER_STOP_SECONDS = 30
@@ -169,7 +170,14 @@ def _demo_access(db: Database) -> DemoAccess:
     return DemoAccess(existing.workspace_id, existing.name, admin.key, write.key, True)
 
 
-def _panel(settings: Settings, db: Database, api: str, smtp: str, demo: DemoAccess | None) -> Panel:
+def _panel(
+    settings: Settings,
+    db: Database,
+    api: str,
+    smtp: str,
+    demo: DemoAccess | None,
+    inbound: InboundServer | None = None,
+) -> Panel:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(no_wrap=True, overflow="ignore")
@@ -183,6 +191,11 @@ def _panel(settings: Settings, db: Database, api: str, smtp: str, demo: DemoAcce
         )
     else:
         grid.add_row("Outbox mail", f"sent through {settings.delivery_transport}")
+    if inbound is not None:
+        grid.add_row(
+            "Bounces (SMTP)",
+            f"smtp://{inbound.host}:{inbound.port}  (for {settings.delivery_bounce_domain})",
+        )
     grid.add_row("Database", _safe_url(db))
     if demo is not None:
         grid.add_row("", "")
@@ -219,6 +232,29 @@ def _start_worker(db: Database, settings: Settings) -> Worker:
     worker = Worker(db, settings=settings)
     worker.start_in_thread()
     return worker
+
+
+def _start_inbound(db: Database, settings: Settings) -> InboundServer:
+    """The bounce listener for the VERP domain (``postwise inbound``), on its own thread."""
+    from postwise.bounces import intake
+    from postwise.bounces.inbound import InboundServer
+
+    server = InboundServer(
+        intake.Context.from_settings(settings, db),
+        settings.delivery_bounce_domain,
+        settings.inbound_smtp_host,
+        settings.inbound_smtp_port,
+        settings.inbound_max_bytes,
+    )
+    try:
+        server.start()
+    except OSError as exc:
+        fail(
+            f"cannot listen for SMTP bounces on {settings.inbound_smtp_host}:"
+            f"{settings.inbound_smtp_port} ({_reason(exc)}); "
+            "pick another port with POSTWISE_INBOUND_SMTP_PORT"
+        )
+    return server
 
 
 def _stop_worker(worker: Worker) -> None:
@@ -259,9 +295,11 @@ def run(
                 "pick another port with POSTWISE_CAPTURE_SMTP_PORT"
             )
         running.callback(capture.stop)
+        inbound = _start_inbound(db, settings)
+        running.callback(inbound.stop)
         running.callback(_stop_worker, _start_worker(db, settings))
         api = _url(settings.api_host, sock.getsockname()[1])
         smtp = _url(capture.host, capture.port).removeprefix("http://")
-        console.print(_panel(settings, db, api, smtp, access))
+        console.print(_panel(settings, db, api, smtp, access, inbound))
         _serve_api(create_app(settings, db), sock)
     console.print("Postwise stopped.")

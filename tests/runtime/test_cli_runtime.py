@@ -148,10 +148,20 @@ def captured_subjects(api: str, key: str) -> list[str]:
 
 @pytest.mark.slow
 def test_run_demo_serves_api_worker_and_capture_in_one_process(tmp_path: Path) -> None:
-    env = cli_env(tmp_path, POSTWISE_API_PORT="0", POSTWISE_CAPTURE_SMTP_PORT="0")
+    env = cli_env(
+        tmp_path,
+        POSTWISE_API_PORT="0",
+        POSTWISE_CAPTURE_SMTP_PORT="0",
+        POSTWISE_INBOUND_SMTP_PORT="0",
+    )
     process, api, smtp_port, workspace, key = start_run(env)
     try:
         assert "loading demo data" in "".join(process.stdout)
+        # The bounce listener runs too, for the VERP domain only.
+        bounces = int(process.wait_for(r"Bounces \(SMTP\)\s+smtp://127\.0\.0\.1:(\d+)").group(1))
+        with smtplib.SMTP("127.0.0.1", bounces, timeout=10) as smtp:
+            dsn = b"From: MAILER-DAEMON@mx.example\r\nSubject: Undelivered\r\n\r\nfailed\r\n"
+            assert smtp.sendmail("", ["bounces+abc@bounce.postwise.test"], dsn) == {}
         msg = EmailMessage()
         msg["From"] = "news@postwise.test"
         msg["To"] = "ann@customer.test"
