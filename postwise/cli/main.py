@@ -14,6 +14,7 @@ from postwise.cli import (
     outbox,
     privacy,
     runtime,
+    segments,
     worker,
     workspaces,
 )
@@ -34,6 +35,7 @@ app.add_typer(imports.export_app, name="export")
 app.add_typer(messages.dkim_app, name="dkim")
 app.add_typer(messages.template_app, name="template")
 app.add_typer(outbox.outbox_app, name="outbox")
+app.add_typer(segments.segment_app, name="segment")
 app.add_typer(bounces.bounces_app, name="bounces")
 app.command()(outbox.send)
 app.command()(runtime.serve)

@@ -41,6 +41,8 @@ from postwise.contacts.companies import create_company
 from postwise.contacts.lists import ConsentInput, create_list, subscribe
 from postwise.delivery import outbox
 from postwise.messages.store import TemplateInput, create_template
+from postwise.segments.membership import refresh as refresh_segment
+from postwise.segments.store import SegmentInput, create_segment
 from postwise.storage.database import Database
 from postwise.storage.tables import (
     BounceAlert,
@@ -55,6 +57,7 @@ from tests.api.conftest import ClientFactory
 from tests.api.support import snapshot
 
 MARKER = "zebra"  # every text of B's seed holds it; no answer to A may
+PEOPLE = {"field": "contact.first_name", "op": "contains", "value": " "}  # all of the seed
 
 
 @dataclass
@@ -143,6 +146,8 @@ def seed(db: Database, tag: str) -> Seed:
         alert = BounceAlert(kind="filter_block", domain=out.domains[0], message=f"{tag} alert")
         s.add_all([bounce, block, alert])
         s.flush()
+        people = create_segment(s, SegmentInput(f"{out.lists[0]} people", PEOPLE), refresh=False)
+        refresh_segment(s, people.id)
     out.ids = {
         "contact_id": ann,
         "company_id": company.id,
@@ -157,6 +162,7 @@ def seed(db: Database, tag: str) -> Seed:
         "record_id": bounce.id,
         "block_id": block.id,
         "alert_id": alert.id,
+        "segment_id": people.id,
     }
     return out
 
@@ -226,6 +232,18 @@ BODIES: dict[tuple[str, str], Callable[[Seed, Seed], list[Probe]]] = {
     ("POST", "/api/contacts/{contact_id}/readmit"): lambda a, b: [
         Probe({"source": "api", "text": "yes, again"})
     ],
+    ("POST", "/api/segments"): lambda a, b: [
+        Probe({"name": f"{b.lists[0]} people", "definition": PEOPLE}, created(201))
+    ],
+    ("POST", "/api/segments/validate"): lambda a, b: [
+        Probe({"definition": PEOPLE}, created(200)),
+        Probe({"definition": {"segment": b.ids["segment_id"]}}, created(422)),
+    ],
+    ("POST", "/api/segments/preview"): lambda a, b: [
+        Probe({"definition": {"list": b.ids["list_id"]}}, created(200)),
+        Probe({"definition": {"segment": b.ids["segment_id"]}}, created(422)),
+    ],
+    ("PATCH", "/api/segments/{segment_id}"): lambda a, b: [Probe({"description": "Mallory"})],
 }
 
 # (method, path) -> why the generic probes cannot exercise it and where it is tested.

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from importlib import import_module
 
 from postwise.jobs import queue
 from postwise.jobs.runner import Outcome, run_job
 from postwise.storage.database import Database
+
+import_module("postwise.segments.jobs")  # registers the segment tasks, as a worker does
 
 
 def run_due(db: Database, *, now: datetime | None = None, tasks: set[str] | None = None) -> int:

@@ -17,6 +17,7 @@ from postwise.api.routes import (
     messages,
     operations,
     privacy,
+    segments,
     snippet,
     templates,
     tracking,
@@ -29,6 +30,7 @@ ROUTERS.append(contacts.router)
 ROUTERS.append(events.router)
 ROUTERS.append(companies.router)
 ROUTERS.append(lists.router)
+ROUTERS.append(segments.router)
 ROUTERS.append(templates.router)
 ROUTERS.append(imports.router)
 ROUTERS.append(attributes.router)
