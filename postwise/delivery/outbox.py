@@ -144,6 +144,8 @@ class Claimed:
     attempt: int
     first_attempt_at: datetime
     worker_id: str
+    campaign_key: str | None = None  # copied onto the row's email events for segments
+    workflow_key: str | None = None
 
     @property
     def domain(self) -> str:
@@ -206,6 +208,8 @@ def claim(
                 attempt=r.attempts + 1,
                 first_attempt_at=clock.as_utc(r.first_attempt_at or now),
                 worker_id=worker_id,
+                campaign_key=r.campaign_key,
+                workflow_key=r.workflow_key,
             )
             for r in rows
         ]
@@ -263,14 +267,24 @@ def _settle(session: Session, row: Claimed, values: dict[str, Any]) -> bool:
 
 
 def _event(session: Session, row: Claimed, name: str, key: str, properties: dict[str, Any]) -> None:
-    """An ``email`` event for timelines and segments; ``message_id`` makes a redo a no-op."""
+    """An ``email`` event for timelines and segments; ``message_id`` makes a redo a no-op.
+
+    The campaign and workflow keys ride along so a segment such as "opened campaign X"
+    or "was sent workflow Y" reads the event alone (docs/segments.md#email-engagement).
+    """
     now = clock.utcnow()
+    keys = {"campaign_key": row.campaign_key, "workflow_key": row.workflow_key}
     values = {
         "workspace_id": row.workspace_id,
         "contact_id": row.contact_id,
         "type": "email",
         "name": name,
-        "properties": {"outbox_id": row.id, "email": row.email, **properties},
+        "properties": {
+            "outbox_id": row.id,
+            "email": row.email,
+            **{k: v for k, v in keys.items() if v is not None},
+            **properties,
+        },
         "context": {},
         "message_id": f"outbox:{row.id}:{key}",
         "occurred_at": now,

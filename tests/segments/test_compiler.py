@@ -11,6 +11,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from postwise.core.clock import utcnow
+from postwise.delivery import outbox
 from postwise.segments.compiler import compile_members
 from postwise.segments.definition import SchemaContext, parse_definition
 from postwise.segments.evaluator import evaluate
@@ -462,3 +464,43 @@ def test_evaluator_alone_on_facts_built_by_hand() -> None:
     )
     assert evaluate(defn, facts, NOW)
     assert not evaluate(defn, ContactFacts(contact={"seniority": "vp"}), NOW)
+
+
+def test_email_conditions_read_the_events_the_outbox_writes(db: Database) -> None:
+    """Sent mail is found by campaign and workflow through the outbox's own events."""
+    with db.engine.begin() as conn:
+        ws = seeding.workspace(conn)
+        ann = seeding.contact(conn, ws, "ann@x.example")
+        bob = seeding.contact(conn, ws, "bob@x.example")
+    with db.tenant(ws) as session:
+        outbox.enqueue(
+            session,
+            [
+                outbox.NewMessage(
+                    "ann@x.example",
+                    kind="marketing",
+                    contact_id=ann,
+                    campaign_key="spring",
+                    raw=b"Subject: a\r\n\r\nx",
+                    mail_from="news@x.example",
+                ),
+                outbox.NewMessage(
+                    "bob@x.example",
+                    kind="marketing",
+                    contact_id=bob,
+                    workflow_key="welcome",
+                    raw=b"Subject: b\r\n\r\nx",
+                    mail_from="news@x.example",
+                ),
+            ],
+        )
+    claimed = outbox.claim(db, "w1", 10, 60)
+    with db.tenant(ws) as session:
+        for row in claimed:
+            assert outbox.mark_sent(
+                session, row, message_id=None, transport="memory", reply="250 OK", final_hop=True
+            )
+    sent = seeding.parse({"email": "sent", "campaign": "spring", "window": {"last": {"days": 1}}})
+    assert both(db, sent, ws, utcnow()) == {ann}
+    delivered = seeding.parse({"email": "delivered", "workflow": "welcome"})
+    assert both(db, delivered, ws, utcnow()) == {bob}
