@@ -160,7 +160,7 @@ def list_members(
     summary="Export the current members as CSV",
     description="Streamed, with the columns of the contact export (so it imports back).",
     response_class=StreamingResponse,
-    responses=problem_responses(404),
+    responses={200: {"content": {"text/csv": {}}}} | problem_responses(404),
 )
 def export_members(caller: ReadCaller, db: Db, segment_id: ObjectId) -> StreamingResponse:
     export = prepare_export(db.engine, caller.workspace_id, ExportFilter(segment_id=segment_id))
