@@ -9,6 +9,7 @@ unknown user. Hard means the address itself is gone (docs/bounces.md).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -18,52 +19,115 @@ _LITERAL = frozenset("abcdefghijklmnopqrstuvwxyz0123456789 ,;:'\"=-_/@#<>!%&`~")
 _QUANTIFIERS = frozenset("?*{")
 
 
-def _anchor(pattern: str) -> str:
-    """The longest literal run a match of ``pattern`` must contain ("" if none is sure).
+_WORD = re.compile(r"[a-z0-9]+")
 
-    Searching a lowered diagnostic for it with ``in`` costs far less than running the
-    regex, so the regex runs only where its anchor is present. Only runs outside groups
-    and classes count, minus a last character a quantifier makes optional.
+
+def _runs(pattern: str) -> list[tuple[str, bool]]:
+    """The literal runs a match of ``pattern`` must contain, each with whether it starts a
+    word (it opens the pattern or follows ``\\b``: phrases are written from a word's start).
+
+    Only runs outside groups and classes count, minus a last character a quantifier
+    makes optional.
     """
-    best, run, depth, i = "", "", 0, 0
+    runs: list[tuple[str, bool]] = []
+    run, starts, depth, i = "", True, 0, 0
+
+    def close(next_starts: bool) -> None:
+        nonlocal run, starts
+        if run.strip():
+            runs.append((run, starts))
+        run, starts = "", next_starts
+
     while i < len(pattern):
         c = pattern[i]
         if c == "\\" and i + 1 < len(pattern):
             nxt = pattern[i + 1]
             if depth == 0 and nxt in ".()[]{}?*+|$^\\-":
                 run += nxt
-                i += 2
-                continue
-            best, run = max(best, run, key=len), ""
+            else:
+                close(depth == 0 and nxt == "b")
             i += 2
             continue
-        if depth == 0 and c.lower() in _LITERAL and c == c.lower():
+        if depth == 0 and c == c.lower() and (c in _LITERAL or (c.isalpha() and ord(c) > 127)):
             if i + 1 < len(pattern) and pattern[i + 1] in _QUANTIFIERS:
-                best, run = max(best, run, key=len), ""
+                close(False)
             else:
                 run += c
             i += 1
             continue
-        best, run = max(best, run, key=len), ""
+        close(False)
         if c == "(":
             depth += 1
         elif c == ")":
             depth -= 1
         elif c == "[":
-            close = pattern.find("]", i + 2)
-            i = close if close > 0 else len(pattern)
+            end = pattern.find("]", i + 2)
+            i = end if end > 0 else len(pattern)
         i += 1
-    return max(best, run, key=len).strip()
+    close(False)
+    return runs
 
 
-def _compiled(table: list[tuple[str, str]]) -> list[tuple[str, str, re.Pattern[str]]]:
+def _key(pattern: str) -> tuple[frozenset[str], str]:
+    """What a text must hold before ``pattern`` is worth running: (words, substring).
+
+    A word bounded inside a literal run is a whole word of any text the pattern matches,
+    so set look-ups rule most patterns out; the longest other piece (a word cut by the
+    run's edge, or non-ASCII wording) is searched as a substring. Both cost far less than
+    the regex.
+    """
+    words: set[str] = set()
+    partial = ""
+    for run, starts_word in _runs(pattern):
+        for m in _WORD.finditer(run):
+            whole = (
+                (not run[m.start() - 1].isalnum() if m.start() > 0 else starts_word)
+                and m.end() < len(run)
+                and not run[m.end()].isalnum()
+            )
+            if whole:
+                words.add(m.group())
+            elif len(m.group()) > len(partial):
+                partial = m.group()
+        if not _WORD.search(run) and len(run.strip()) > len(partial):
+            partial = run.strip()  # non-ASCII wording (Japanese, ...)
+    return frozenset(words), partial
+
+
+_LEADING_GROUP = re.compile(r"^\(\?:([^()\[\]]*)\)(.*)$")
+
+
+def _expanded(pattern: str) -> list[str]:
+    """``(?:a|b) rest`` as ``a rest`` and ``b rest``: each line then has a literal to look for."""
+    m = _LEADING_GROUP.match(pattern)
+    if not m or "|" not in m.group(1) or m.group(2)[:1] in ("?", "*", "+", "{"):
+        return [pattern]
+    return [alt + m.group(2) for alt in m.group(1).split("|")]
+
+
+def _compiled(
+    table: list[tuple[str, str]],
+) -> list[tuple[str, frozenset[str], str, re.Pattern[str]]]:
     return [
-        (reason, _anchor(pattern), re.compile(pattern, re.IGNORECASE)) for reason, pattern in table
+        (reason, *_key(alt), re.compile(alt, re.IGNORECASE))
+        for reason, pattern in table
+        for alt in _expanded(pattern)
     ]
 
 
 _STRONG = _compiled(phrases.STRONG_PHRASES)
 _PHRASES = _compiled(phrases.PHRASES)
+# One table in search order (strong lines first), and an index from a word each line
+# needs to the lines needing it: a diagnostic's words pick the few lines worth testing.
+_TABLE = [(*entry, True) for entry in _STRONG] + [(*entry, False) for entry in _PHRASES]
+_GATES: dict[str, list[int]] = {}
+_UNGATED: list[int] = []
+for _i, _entry in enumerate(_TABLE):
+    if _entry[1]:
+        _GATES.setdefault(max(_entry[1], key=len), []).append(_i)
+    else:
+        _UNGATED.append(_i)
+
 # "550-5.7.1" markers of a multi-line SMTP reply, which split the remote's sentence.
 _CONTINUATION = re.compile(r"\s[245]\d\d[ -][245]\.\d{1,3}\.\d{1,3}(?=\s)")
 _DELAYED = re.compile(phrases.DELAYED, re.IGNORECASE)
@@ -89,19 +153,37 @@ def phrase_reason(diagnostic: str) -> str | None:
     return _searched(diagnostic)[0]
 
 
+@functools.lru_cache(maxsize=4096)
 def _searched(diagnostic: str) -> tuple[str | None, bool]:
     """(reason, strong): strong when the wording is one that no code or command overrides."""
     if not diagnostic:
         return None, False
     diagnostic = _SPACES.sub(" ", _CONTINUATION.sub(" ", _BOILERPLATE.sub(" ", diagnostic)))
     lowered = diagnostic.lower()
-    for reason, anchor, pattern in _STRONG:
-        if anchor in lowered and pattern.search(diagnostic):
+    words = set(_WORD.findall(lowered))
+    candidates = [i for word in words if word in _GATES for i in _GATES[word]]
+    candidates.extend(_UNGATED)
+    candidates.sort()
+    for i in candidates:
+        reason, needed, piece, pattern, strong = _TABLE[i]
+        if needed <= words and piece in lowered and pattern.search(diagnostic):
+            return reason, strong
+    return None, False
+    diagnostic = _SPACES.sub(" ", _CONTINUATION.sub(" ", _BOILERPLATE.sub(" ", diagnostic)))
+    lowered = diagnostic.lower()
+    words = set(_WORD.findall(lowered))
+    for reason, needed, piece, pattern in _STRONG:
+        if needed <= words and piece in lowered and pattern.search(diagnostic):
             return reason, True
-    for reason, anchor, pattern in _PHRASES:
-        if anchor in lowered and pattern.search(diagnostic):
+    for reason, needed, piece, pattern in _PHRASES:
+        if needed <= words and piece in lowered and pattern.search(diagnostic):
             return reason, False
     return None, False
+
+
+def clear_cache() -> None:
+    """Forget the sentences already read (benchmarks start each pass cold)."""
+    _searched.cache_clear()
 
 
 def status_reason(status: str | None) -> str | None:
@@ -126,8 +208,10 @@ def classify(
     fixed_reason: str | None = None,
 ) -> Verdict:
     lowered = diagnostic.lower()
+    words = set(_WORD.findall(lowered))
     filter_wording = any(
-        anchor in lowered and pattern.search(diagnostic) for _, anchor, pattern in _FILTER_WORDING
+        needed <= words and piece in lowered and pattern.search(diagnostic)
+        for _, needed, piece, pattern in _FILTER_WORDING
     )
     if fixed_reason:
         return _verdict(fixed_reason, status, reply_code, filter_wording)

@@ -88,7 +88,7 @@ def _parse(raw: bytes) -> ParsedMessage:
         raw = raw[:MAX_BYTES]
         notes.append(f"truncated to {MAX_BYTES} bytes")
     raw = _MBOX_FROM_RE.sub(b"", bytes(raw), count=1)
-    following = _MBOX_NEXT_RE.search(raw)  # an mbox with several messages: read the first
+    following = _MBOX_NEXT_RE.search(raw) if b"\nFrom " in raw else None  # mbox: the first
     if following:
         raw = raw[: following.start()]
     if not raw.strip():
@@ -100,8 +100,9 @@ def _parse(raw: bytes) -> ParsedMessage:
         notes.append("MIME boundary repaired")
     if not msg.keys():
         return ParsedMessage(kind=Kind.UNPARSED, unparsed_reason="no header fields")
-    subject = _header_text(msg.get("Subject"))
-    from_address = _first_address(_header_text(msg.get("From")))
+    head = {k.lower(): str(v) for k, v in reversed(msg.items())}  # first occurrence wins
+    subject = _header_text(head.get("subject"))
+    from_address = _first_address(_header_text(head.get("from")))
     pieces = _Pieces()
     _walk(msg, pieces, 0)
     notes.extend(pieces.notes)
@@ -118,12 +119,12 @@ def _parse(raw: bytes) -> ParsedMessage:
         unparsed_reason="; ".join(notes) or None,
     )
 
-    if pieces.feedback_report is not None or _is_feedback(msg, original):
-        outcomes = _complaint(pieces.feedback_report or "", msg, original)
+    if pieces.feedback_report is not None or _is_feedback(head, original):
+        outcomes = _complaint(pieces.feedback_report or "", head, original)
         return replace(base, kind=Kind.COMPLAINT, recipients=outcomes)
-    opt_out = _opt_out(msg)
+    opt_out = _opt_out(head)
     if opt_out:
-        outcomes = _complaint("", msg, {"to": from_address or ""}, opt_out)
+        outcomes = _complaint("", head, {"to": from_address or ""}, opt_out)
         return replace(base, kind=Kind.COMPLAINT, recipients=outcomes)
     ses = (
         _ses_notification(body)
@@ -133,16 +134,16 @@ def _parse(raw: bytes) -> ParsedMessage:
     if ses is not None:
         return _from_ses(ses, base)
 
-    sender_side = _sender_addresses(msg, original)
+    sender_side = _sender_addresses(head, original)
     found: list[_Found] = []
     reporting_mta = None
     if pieces.delivery_status:
         reporting_mta, found = _read_dsn(pieces.delivery_status)
         _enrich_from_text(found, error_text)
-    is_bounce = bool(found) or _looks_like_bounce(msg, subject, from_address, error_text)
+    is_bounce = bool(found) or _looks_like_bounce(subject, from_address, error_text)
     if not is_bounce:
-        if _is_autoreply(msg, subject):
-            who = from_address or _first_address(_header_text(msg.get("Reply-To")))
+        if _is_autoreply(head, subject):
+            who = from_address or _first_address(_header_text(head.get("reply-to")))
             outcome = RecipientOutcome(recipient=who, reason="vacation", hard=False)
             return replace(base, kind=Kind.AUTOREPLY, recipients=(outcome,))
         return base
@@ -262,13 +263,13 @@ def _walk(part: Message, pieces: _Pieces, depth: int) -> None:
                 if isinstance(sub, Message):
                     _walk(sub, pieces, depth + 1)
         return
-    if part.get_content_maintype() == "multipart":  # no usable boundary: read it as text
+    maintype = ctype.partition("/")[0]
+    if maintype == "multipart":  # no usable boundary: read it as text
         raw_payload = part.get_payload()
         if isinstance(raw_payload, str):
             pieces.texts.append(raw_payload[:MAX_TEXT])
         return
-    maintype = part.get_content_maintype()
-    if maintype == "text" and part.get_content_disposition() != "attachment":
+    if maintype == "text" and "attachment" not in str(part.get("Content-Disposition", "")).lower():
         text = _payload_text(part)
         if ctype == "text/html":
             if any(t for t in pieces.texts):  # a text/plain sibling says the same
@@ -396,10 +397,15 @@ def _collapse(text: str) -> str:
     return _WS_RE.sub(" ", text).strip()
 
 
-def _sender_addresses(msg: Message, original: dict[str, str]) -> set[str]:
+def _sender_addresses(head: dict[str, str], original: dict[str, str]) -> set[str]:
     """Addresses on our side: never reported as the failed recipient."""
     out: set[str] = set()
-    for value in (msg.get("To"), msg.get("Delivered-To"), msg.get("From"), msg.get("Return-Path")):
+    for value in (
+        head.get("to"),
+        head.get("delivered-to"),
+        head.get("from"),
+        head.get("return-path"),
+    ):
         addr = _first_address(_header_text(value))
         if addr:
             out.add(addr)
@@ -425,16 +431,16 @@ def _split_original(body: str) -> tuple[str, dict[str, str] | None]:
 # --- ARF ---------------------------------------------------------------------------------
 
 
-def _is_feedback(msg: Message, original: dict[str, str]) -> bool:
-    ctype = msg.get("Content-Type", "")
+def _is_feedback(head: dict[str, str], original: dict[str, str]) -> bool:
+    ctype = head.get("content-type", "")
     if "feedback-report" in str(ctype).lower():
         return True
-    return any(msg.get(h) or original.get(h.lower()) for h in formats.FEEDBACK_HEADERS)
+    return any(head.get(h.lower()) or original.get(h.lower()) for h in formats.FEEDBACK_HEADERS)
 
 
-def _opt_out(msg: Message) -> str | None:
+def _opt_out(head: dict[str, str]) -> str | None:
     for header, pattern, feedback_type in formats.OPT_OUT_HEADERS:
-        value = msg.get(header)
+        value = head.get(header.lower())
         if value is not None and pattern.search(str(value)):
             return feedback_type
     return None
@@ -446,7 +452,7 @@ _REPORTING_MTA = re.compile(r"^reporting-mta\s*:\s*(?:dns;\s*)?(\S+)", re.I | re
 
 
 def _complaint(
-    report: str, msg: Message, original: dict[str, str], feedback_type: str | None = None
+    report: str, head: dict[str, str], original: dict[str, str], feedback_type: str | None = None
 ) -> tuple[RecipientOutcome, ...]:
     m = _FEEDBACK_TYPE.search(report)
     ftype = feedback_type or (m.group(1).lower() if m else "abuse")
@@ -455,7 +461,9 @@ def _complaint(
         recipients.extend(_clean_address(a) for a in _ADDR_RE.findall(value))
     if not recipients:
         for header in formats.FEEDBACK_HEADERS:
-            addr = _first_address(_header_text(msg.get(header)) or original.get(header.lower()))
+            addr = _first_address(
+                _header_text(head.get(header.lower())) or original.get(header.lower())
+            )
             if addr:
                 recipients = [addr]
                 break
@@ -593,7 +601,7 @@ def _read_dsn(text: str) -> tuple[str | None, list[_Found]]:
                 recipient=rcpt,
                 status=status_m.group(1) if status_m else None,
                 action=(block.get("action") or "").strip().lower().split(" ")[0] or None,
-                diagnostic=_typed_value(block.get("diagnostic-code")),
+                diagnostic=_collapse(_typed_value(block.get("diagnostic-code"))),
                 remote_mta=_typed_value(block.get("remote-mta")) or None,
             )
         )
@@ -626,7 +634,7 @@ def _join(a: str, b: str) -> str:
 # --- free-text bounces -------------------------------------------------------------------
 
 
-def _looks_like_bounce(msg: Message, subject: str | None, sender: str | None, text: str) -> bool:
+def _looks_like_bounce(subject: str | None, sender: str | None, text: str) -> bool:
     if sender and formats.BOUNCE_SENDER.search(sender.split("@", 1)[0]):
         return True
     if subject and formats.BOUNCE_SUBJECT.search(subject):
@@ -641,9 +649,9 @@ def _format_reason(text: str) -> str | None:
     return None
 
 
-def _is_autoreply(msg: Message, subject: str | None) -> bool:
+def _is_autoreply(head: dict[str, str], subject: str | None) -> bool:
     for header, pattern in formats.AUTOREPLY_HEADERS:
-        value = msg.get(header)
+        value = head.get(header.lower())
         if value is not None and pattern.search(str(value)):
             return True
     return bool(subject and formats.AUTOREPLY_SUBJECT.search(subject))
@@ -751,6 +759,9 @@ def _loose_addresses(text: str, exclude: set[str]) -> list[_Found]:
 
 
 def _command(text: str) -> str | None:
+    lowered = text.lower()
+    if not any(cue in lowered for cue in formats.SMTP_COMMAND_CUES):
+        return None
     m = formats.SMTP_COMMAND.search(text)
     if not m:
         return None

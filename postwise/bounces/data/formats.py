@@ -95,6 +95,9 @@ SMTP_COMMAND = re.compile(
     _I,
 )
 
+# Words one of which SMTP_COMMAND needs: a cheap test before the regex runs.
+SMTP_COMMAND_CUES = ("reply to", "after", "while", "like our", "response to", ">>>", "command", "[")
+
 # Who sends bounces (local part of From).
 BOUNCE_SENDER = re.compile(
     r"^(?:mailer-daemon|mail-daemon|postmaster|post_master|mailerdaemon|mdaemon|mail\.delivery\.system|"

@@ -248,7 +248,11 @@ PHRASES: list[tuple[str, str]] = [
     ("userunknown", r"no such (?:user|mailbox|recipient|address|account|person|local user)"),
     (
         "userunknown",
-        r"(?:mailbox|recipient|address|account|addressee|e-?mail(?: address)?|user|local part) (?:not found|unknown|does not exist|doesn't exist|not exist|not present|is not valid|invalid|not valid|not listed)",
+        r"(?:mailbox|recipient|address|account|addressee|user|local part) (?:not found|unknown|does not exist|doesn't exist|not exist|not present|is not valid|invalid|not valid|not listed)",
+    ),
+    (
+        "userunknown",
+        r"e-?mail(?: address)? (?:not found|unknown|does not exist|doesn't exist|not exist|not present|is not valid|invalid|not valid|not listed)",
     ),
     (
         "userunknown",
