@@ -13,16 +13,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from postwise.contacts import actions, lists
-from postwise.contacts.attributes import AttributeSchema, Entity, define_attribute
+from postwise.contacts import actions, importer, lists
+from postwise.contacts.attributes import AttributeSchema, AttributeType, Entity, define_attribute
+from postwise.contacts.bulkwrite import Row
 from postwise.contacts.companies import upsert_company
 from postwise.contacts.exporter import ExportFilter, guard_cell, prepare_export, unguard_cell
 from postwise.contacts.fields import clean_contact
-from postwise.contacts.importer import ImportOptions, ImportResult, import_contacts
+from postwise.contacts.importer import (
+    ImportOptions,
+    ImportResult,
+    _Validator,
+    import_contacts,
+    resolve_columns,
+)
 from postwise.core.errors import ValidationFailed
 from postwise.storage.database import Database
 from postwise.storage.tables import (
@@ -545,6 +552,95 @@ def test_export_imports_back_unchanged(db: Database, ws: int) -> None:
 
     assert snapshot(fresh) == snapshot(ws)
     assert run(db, ws, text).unchanged == 2  # and into the original: nothing to do
+
+
+# -- the remembering validator equals the shared rules ----------------------------------
+
+# column: (valid cells, invalid cells); empty and padded cells are valid ("not given").
+VALIDATOR_CELLS = {
+    "email": (["ann@acme.io", " Bob@Acme.IO ", "'@x@acme.io"], ["nope", "", "a@b"]),
+    "external_id": (["", "crm-1", " crm-2 "], ["x" * 256]),
+    "first_name": (["", "Ann", " Bob ", "'=SUM(1)", "  "], ["x" * 201]),
+    "last_name": (["", "Smith", "Ünal"], ["y" * 201]),
+    "job_title": (["", "CTO", "'@home"], ["t" * 201]),
+    "seniority": (["", "VP", "c-level", "senior"], ["boss"]),
+    "department": (["", "Sales"], ["d" * 65]),
+    "country": (["", "de", "FR"], ["XX"]),
+    "timezone": (["", "Europe/Berlin"], ["Mars/Base"]),
+    "language": (["", "en", "de-CH"], ["!!"]),
+    "phone": (["", "+49 (30) 123-456"], ["12"]),
+    "status": (["", "Subscribed", "bounced"], ["nah"]),
+    "seats": (["", "5", "5.0", "1e3"], ["many", "True"]),
+    "plan": (["", "pro", "'=1+2"], []),
+    "tags": (["", "a;b", " b ; ; a "], []),
+    "vip": (["", "yes", "FALSE"], ["maybe"]),
+    "since": (["", "2024-02-29", "2024-01-01T10:00:00Z"], ["2024-02-30"]),
+    "company.name": (["", "Acme", " Initech "], ["n" * 256]),
+    "company.industry": (["", "software"], ["z" * 101]),
+    "company.employee_count": (["", "12", "0", "600"], ["-1", "ten", "3000000000"]),
+    "company.size_band": (["", "11-50", "1-10"], ["huge"]),
+    "company.revenue_band": (["", "1M-10M"], ["1m-10m"]),
+    "company.country": (["", "FR"], ["ZZ"]),
+    "company.attributes.tier": (["", "gold", "'+x"], []),
+}
+
+
+@st.composite
+def _validator_row(draw: st.DrawFn) -> dict[str, str]:
+    """Mostly valid rows (so the remembering path assembles whole rows), now and then
+    one invalid cell."""
+    row = {name: draw(st.sampled_from(valid)) for name, (valid, _) in VALIDATOR_CELLS.items()}
+    if draw(st.integers(0, 3)) == 0:
+        broken = [name for name, (_, invalid) in VALIDATOR_CELLS.items() if invalid]
+        name = draw(st.sampled_from(broken))
+        row[name] = draw(st.sampled_from(VALIDATOR_CELLS[name][1]))
+    return row
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rows=st.lists(_validator_row(), min_size=1, max_size=30),
+    order=st.permutations(list(VALIDATOR_CELLS)),
+    remembered=st.integers(1, 6),
+    ragged=st.booleans(),
+)
+def test_remembered_cells_decide_every_row_as_the_shared_rules(
+    rows: list[dict[str, str]], order: list[str], remembered: int, ragged: bool
+) -> None:
+    """``_Validator.check`` (each distinct cell cleaned once, columns that stop repeating
+    cleaned row by row) gives exactly what ``exact`` (the whole row through
+    ``clean_contact``/``clean_company``) gives: the same values in the same order, or
+    the same reasons; a tiny cache forces every path, including the row-by-row one."""
+    schema = AttributeSchema(
+        Entity.CONTACT,
+        {
+            "seats": AttributeType.NUMBER,
+            "plan": AttributeType.STRING,
+            "tags": AttributeType.LIST,
+            "vip": AttributeType.BOOLEAN,
+            "since": AttributeType.DATE,
+        },
+    )
+    company_schema = AttributeSchema(Entity.COMPANY, {"tier": AttributeType.STRING})
+    columns = resolve_columns(order, {}, schema, company_schema)
+    validator = _Validator(columns, schema, company_schema)
+    assembled = 0
+    saved = importer.CELL_CACHE
+    importer.CELL_CACHE = remembered
+    try:
+        for line, row in enumerate(rows, start=2):
+            cells = [row[name] for name in order]
+            if ragged and line % 5 == 0:
+                cells.append("")
+            fast, exact = validator.check(line, cells), validator.exact(line, cells)
+            assert fast == exact
+            assembled += isinstance(fast, Row)
+            if isinstance(fast, Row) and isinstance(exact, Row):
+                assert list(fast.values) == list(exact.values)
+                assert list(fast.company or {}) == list(exact.company or {})
+    finally:
+        importer.CELL_CACHE = saved
+    event(f"rows applied: {'some' if assembled else 'none'}")
 
 
 # -- the fast path equals upsert_contacts ----------------------------------------------
