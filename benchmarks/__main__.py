@@ -17,6 +17,7 @@ SUITES = {
     "send": "benchmarks.send_pipeline",  # outbox -> SMTP to smtp-sink, 1 and 2 workers
     "segments": "benchmarks.segments",  # playbook counts vs hand-written SQL, real-time p99
     "bounces": "benchmarks.bounce_parse",  # parse + classify bounces over the corpus
+    "clicks": "benchmarks.click_latency",  # /c/ redirect latency at 500/s beside a bare redirect
 }
 
 

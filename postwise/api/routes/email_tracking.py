@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import PlainTextResponse, RedirectResponse
 
-from postwise.api.dependencies import get_db, get_settings
-from postwise.core.settings import Settings
 from postwise.storage.database import Database
 from postwise.tracking import email_activity
 from postwise.tracking.tokens import TokenSigner
@@ -35,6 +33,17 @@ NO_CACHE = {
 }
 
 
+def _context(request: Request) -> tuple[Database, TokenSigner]:
+    """The app's database and a signer made once per app. Read from ``app.state``, not
+    through ``Depends``: FastAPI runs each sync dependency in the thread pool, and these
+    two hops would cost more than the rest of the request (benchmarks/click_latency.py)."""
+    state = request.app.state
+    signer: TokenSigner | None = getattr(state, "token_signer", None)
+    if signer is None:
+        signer = state.token_signer = TokenSigner(state.settings.resolved_secret_key())
+    return state.db, signer
+
+
 def _hit(request: Request) -> email_activity.Hit:
     return email_activity.Hit(
         method=request.method,
@@ -49,13 +58,8 @@ def _not_found() -> Response:
 
 @router.get("/o/{token}", summary="Email open pixel")
 @router.head("/o/{token}", include_in_schema=False)
-def open_pixel(
-    token: Token,
-    request: Request,
-    db: Annotated[Database, Depends(get_db)],
-    settings: Annotated[Settings, Depends(get_settings)],
-) -> Response:
-    signer = TokenSigner(settings.resolved_secret_key())
+def open_pixel(token: Token, request: Request) -> Response:
+    db, signer = _context(request)
     if email_activity.record_open(db, signer, token, _hit(request)) is None:
         return _not_found()
     return Response(PIXEL, media_type="image/gif", headers=NO_CACHE)
@@ -63,13 +67,8 @@ def open_pixel(
 
 @router.get("/c/{token}", summary="Email click redirect")
 @router.head("/c/{token}", include_in_schema=False)
-def click_redirect(
-    token: Token,
-    request: Request,
-    db: Annotated[Database, Depends(get_db)],
-    settings: Annotated[Settings, Depends(get_settings)],
-) -> Response:
-    signer = TokenSigner(settings.resolved_secret_key())
+def click_redirect(token: Token, request: Request) -> Response:
+    db, signer = _context(request)
     recorded = email_activity.record_click(db, signer, token, _hit(request))
     if recorded is None or recorded.url is None:
         return _not_found()
