@@ -93,6 +93,15 @@ def _time_of_day(value: str) -> time:
     return time(int(match.group(1)), int(match.group(2)))
 
 
+EventName = Annotated[str, Field(min_length=1, max_length=EVENT_NAME_LIMIT)]
+EventNames = EventName | Annotated[list[EventName], Field(min_length=1, max_length=20)]
+
+
+def event_names(value: str | list[str]) -> tuple[str, ...]:
+    """One event name or several (any of them)."""
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
 ListRef = Annotated[int, Field(ge=1)] | Annotated[str, Field(min_length=1, max_length=200)]
 
 
@@ -166,12 +175,15 @@ class Wait(_Step):
 
 
 class WaitUntil(_Step):
-    """Wait until a time of day in the contact's zone (``time``), or until a date
+    """Wait until a time of day in the contact's zone (``time``: its next occurrence, or
+    with ``days_later`` N, that time on the local calendar day N days after today), or
+    until a date
     attribute (``attribute`` plus ``offset_days``, at ``time`` or 09:00 local). A date
     already past continues at once; a missing one follows ``if_missing``."""
 
     type: Literal["wait_until"]
     time: str | None = None
+    days_later: int = Field(default=0, ge=0, le=366)
     attribute: str | None = None
     offset_days: int = Field(default=0, ge=-366, le=366)
     if_missing: Literal["continue", "exit"] = "continue"
@@ -182,15 +194,18 @@ class WaitUntil(_Step):
             raise ValueError('give "time" (HH:MM), "attribute", or both')
         if self.time is not None:
             _time_of_day(self.time)
+        if self.days_later and (self.time is None or self.attribute is not None):
+            raise ValueError('"days_later" goes with "time" alone')
         return self
 
 
 class WaitForEvent(_Step):
-    """Wait for an event (with property filters) up to ``timeout``; ``on_event`` if it
+    """Wait for an event (one name or a list: any of them; with property filters) up to
+    ``timeout``; ``on_event`` if it
     arrives in time, ``on_timeout`` otherwise. There is no plain ``next``."""
 
     type: Literal["wait_for_event"]
-    event: str = Field(min_length=1, max_length=EVENT_NAME_LIMIT)
+    event: EventNames
     where: list[PropertyFilter] = Field(default_factory=list)
     timeout: Duration
     on_event: str | None = None
@@ -283,10 +298,11 @@ WAITING_STEPS = (Wait, WaitUntil, WaitForEvent)
 
 
 class Goal(_Model):
-    """Met when the contact performs ``event`` (with filters), or when ``segment`` (a
-    segment definition) holds; either way the contact leaves wherever they are."""
+    """Met when the contact performs ``event`` (a name or a list: any of them; with
+    filters), or when ``segment`` (a segment definition) holds; either way the contact
+    leaves wherever they are."""
 
-    event: str | None = Field(default=None, min_length=1, max_length=EVENT_NAME_LIMIT)
+    event: EventNames | None = None
     where: list[PropertyFilter] = Field(default_factory=list)
     segment: dict[str, Any] | None = None
 

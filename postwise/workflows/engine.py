@@ -38,6 +38,7 @@ from postwise.workflows.definition import (
     AddToList,
     CallWebhook,
     Condition,
+    EventTrigger,
     ExitStep,
     QuietHours,
     RemoveFromList,
@@ -49,10 +50,12 @@ from postwise.workflows.definition import (
     WaitForEvent,
     WaitUntil,
     Workflow,
+    event_names,
 )
 
 MAX_INSTANT_STEPS = 1000  # a checked workflow cannot loop without waiting; this is a fuse
 HISTORY_LIMIT = 500
+EVENTS_KEPT = 50
 DEFAULT_SEND_TIME = time(9, 0)
 
 
@@ -68,7 +71,7 @@ class Waiting(BaseModel):
 
     kind: Literal["duration", "until", "event", "send"]
     until: datetime
-    event: str | None = None
+    event: list[str] | None = None
 
 
 class HistoryEntry(BaseModel):
@@ -104,8 +107,20 @@ class State(BaseModel):
     exit_reason: str | None = None
 
     @classmethod
-    def new(cls, enrollment_id: str | int, data: Mapping[str, Any] | None = None) -> State:
-        return cls(enrollment_id=str(enrollment_id), data=dict(data or {}))
+    def new(
+        cls,
+        enrollment_id: str | int,
+        data: Mapping[str, Any] | None = None,
+        *,
+        event: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+    ) -> State:
+        """A fresh enrollment; ``event``/``properties``: the trigger event, kept in
+        ``data["events"]`` for the templates."""
+        state = cls(enrollment_id=str(enrollment_id), data=dict(data or {}))
+        if event is not None:
+            remember_event(state.data, event, properties or {})
+        return state
 
     @property
     def finished(self) -> bool:
@@ -397,10 +412,22 @@ def split_draw(enrollment_id: str, step_id: str) -> float:
 
 
 def event_matches(
-    name: str, filters: Sequence[PropertyFilter], event: str, properties: Mapping[str, Any]
+    names: str | Sequence[str],
+    filters: Sequence[PropertyFilter],
+    event: str,
+    properties: Mapping[str, Any],
 ) -> bool:
     """Property filters mean what they mean in a segment (the evaluator's own test)."""
-    return event == name and all(property_holds(f, properties) for f in filters)
+    wanted = (names,) if isinstance(names, str) else names
+    return event in wanted and all(property_holds(f, properties) for f in filters)
+
+
+def remember_event(data: dict[str, Any], name: str, properties: Mapping[str, Any]) -> None:
+    """Keep an event's properties in the enrollment's ``data["events"][name]`` (oldest
+    first, at most ``EVENTS_KEPT``), where templates find them (the cart's items)."""
+    kept = data.setdefault("events", {}).setdefault(name, [])
+    kept.append(dict(properties))
+    del kept[:-EVENTS_KEPT]
 
 
 # --- advance ----------------------------------------------------------------------------
@@ -480,6 +507,9 @@ class _Run:
         if waiting is None or step_id is None:
             return
         if isinstance(stimulus, EventArrived):
+            remembered = self.fires_trigger(stimulus)
+            if remembered:
+                remember_event(self.state.data, stimulus.name, stimulus.properties)
             step = self.wf.step(step_id)
             if (
                 waiting.kind == "event"
@@ -489,8 +519,8 @@ class _Run:
             ):
                 self.state.waiting = None
                 self.record(step_id, "event")
-                events = self.state.data.setdefault("events", {})
-                events[step.event] = dict(stimulus.properties)
+                if not remembered:
+                    remember_event(self.state.data, stimulus.name, stimulus.properties)
                 self.go(step.on_event)
                 self.run()
             return
@@ -502,6 +532,13 @@ class _Run:
             self.run()
             return
         # SegmentChanged / GoalCheck with the goal not met: nothing moves.
+
+    def fires_trigger(self, event: EventArrived) -> bool:
+        return any(
+            isinstance(t, EventTrigger)
+            and event_matches(t.event, t.where, event.name, event.properties)
+            for t in self.wf.triggers
+        )
 
     def repark(self) -> None:
         if self.state.waiting is not None:
@@ -572,7 +609,7 @@ class _Run:
             self.wait_until(step)
         elif isinstance(step, WaitForEvent):
             until = self.now + timedelta(seconds=step.timeout.seconds)
-            self.park(Waiting(kind="event", until=until, event=step.event))
+            self.park(Waiting(kind="event", until=until, event=list(event_names(step.event))))
         elif isinstance(step, Condition):
             verdict = self.condition(step_id)
             self.record(step_id, "yes" if verdict else "no")
@@ -659,7 +696,11 @@ class _Run:
         at = parse_hhmm(step.time) if step.time is not None else None
         if step.attribute is None:
             assert at is not None  # the parser requires one of the two
-            self.park(Waiting(kind="until", until=next_time_of_day(self.now, at, self.tz)))
+            until = next_time_of_day(self.now, at, self.tz)
+            if step.days_later:
+                day = self.now.astimezone(self.tz).date() + timedelta(days=step.days_later)
+                until = max(until, local_moment(day, at, self.tz))
+            self.park(Waiting(kind="until", until=until))
             return
         found = date_attribute(self.facts.attributes.get(step.attribute))
         if found is None:
