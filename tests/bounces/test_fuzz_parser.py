@@ -8,6 +8,7 @@ Runs on a few built-in samples when the shared corpus is absent.
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -107,3 +108,21 @@ def test_empty_and_headerless_input_is_unparsed_with_reason() -> None:
     for raw in (b"", b"   \r\n", b"\x00\x01\x02"):
         parsed = parse_message(raw)
         assert parsed.kind is Kind.UNPARSED and parsed.unparsed_reason
+
+
+def test_pathological_text_parses_in_bounded_time() -> None:
+    """Long runs of address-like characters must not make any search quadratic."""
+    head = b"From: MAILER-DAEMON@x.example\r\nSubject: failure notice\r\n\r\n"
+    bodies = [
+        b"-" * 1_500_000,  # a line of dashes (local-part characters, no @)
+        b"QUJD" * 400_000,  # a base64 blob on one line
+        b"a-" * 700_000 + b"@b.example",
+        b"a@" + b"b-" * 700_000,
+        b"<a@b.example>:\r\n550 user unknown\r\n" * 60_000,
+        b"connect to " * 150_000,
+    ]
+    for body in bodies:
+        started = time.process_time()
+        parsed = parse_message(head + body)
+        assert time.process_time() - started < 3, body[:20]
+        assert parsed.kind in (Kind.BOUNCE, Kind.UNPARSED)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 
-ADDRESS = r"(?:\"[^\"\s@]+\"|[\w.!#$%&'*+/=?^`{|}~-]+)@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
+# Lengths are bounded (RFC 5321: 64 for the local part, 63 a label) so a long run of
+# address-like characters (a base64 blob, a line of dashes) cannot make a search quadratic.
+ADDRESS = r"(?:\"[^\"\s@]{1,64}\"|[\w.!#$%&'*+/=?^`{|}~-]{1,64})@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){1,8}"
 _A = rf"[<\"]?(?P<addr>{ADDRESS})[>\"]?"
 _I = re.IGNORECASE
 
