@@ -1,0 +1,269 @@
+"""One detector per format, as a table of (written sample, expected reading).
+
+The samples are written here, not copied from the corpus: each shows one habit of an MTA
+the parser must read (docs/bounces.md), with what intake relies on beyond the reason: the
+VERP Return-Path and Message-ID of the original, X-Postwise-* headers, filter wording.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from postwise.bounces.classifier import classify
+from postwise.bounces.parser import parse_message
+from postwise.bounces.report import Kind
+
+VERP = "bounces+t0k3n@bounce.example.com"
+ORIGINAL = (
+    f"Return-Path: <{VERP}>\r\n"
+    "Message-ID: <t0k3n.42@mail.example.com>\r\n"
+    "X-Postwise-Campaign: spring\r\n"
+    "From: Sales <sales@example.com>\r\n"
+    "To: ann@corp.example\r\n"
+    "Subject: Hello\r\n"
+)
+
+
+def _report(text: str, status_blocks: str, original: str = ORIGINAL) -> bytes:
+    return (
+        "From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\r\n"
+        f"To: {VERP}\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="BND"\r\n'
+        "\r\n--BND\r\nContent-Type: text/plain\r\n\r\n"
+        f"{text}\r\n"
+        "--BND\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.example.net\r\n\r\n"
+        f"{status_blocks}\r\n"
+        "--BND\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"{original}"
+        "--BND--\r\n"
+    ).encode()
+
+
+def _text(subject: str, body: str, sender: str = "MAILER-DAEMON@mx.example.net") -> bytes:
+    return f"From: {sender}\r\nTo: {VERP}\r\nSubject: {subject}\r\n\r\n{body}".encode()
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    raw: bytes
+    kind: Kind
+    recipient: str | None
+    reason: str | None
+    hard: bool = False
+    original: bool = False  # the VERP Return-Path and Message-ID must be read
+    filter_wording: bool = False
+
+
+CASES = [
+    Case(
+        "postfix dsn, remote sentence in the text part",
+        _report(
+            "<ann@corp.example>: host mx.corp.example[192.0.2.1] said: 550 5.1.1\r\n"
+            "    <ann@corp.example>: Recipient address rejected: User unknown in\r\n"
+            "    virtual mailbox table (in reply to RCPT TO command)\r\n",
+            "Final-Recipient: rfc822; ann@corp.example\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+            "Diagnostic-Code: smtp; 550 5.1.1 <ann@corp.example>: Recipient address\r\n"
+            "    rejected: User unknown in virtual mailbox table\r\n",
+        ),
+        Kind.BOUNCE,
+        "ann@corp.example",
+        "userunknown",
+        hard=True,
+        original=True,
+    ),
+    Case(
+        "a gateway's fake unknown user speaks of its filter",
+        _report(
+            "",
+            "Final-Recipient: rfc822; bob@corp.example\r\nAction: failed\r\nStatus: 5.7.1\r\n"
+            "Diagnostic-Code: smtp; 550 5.7.1 Message rejected by spam filter: sender "
+            "reputation\r\n",
+        ),
+        Kind.BOUNCE,
+        "bob@corp.example",
+        "spamdetected",
+        original=True,
+        filter_wording=True,
+    ),
+    Case(
+        "delay notice",
+        _report(
+            "",
+            "Final-Recipient: rfc822; cid@corp.example\r\nAction: delayed\r\nStatus: 4.4.1\r\n"
+            "Diagnostic-Code: X-Postfix; connect to mx.corp.example[192.0.2.1]:25: "
+            "Connection refused\r\n",
+        ),
+        Kind.BOUNCE,
+        "cid@corp.example",
+        "networkerror",
+    ),
+    Case(
+        "success dsn",
+        _report(
+            "",
+            "Final-Recipient: rfc822; dee@corp.example\r\nAction: delivered\r\nStatus: 2.0.0\r\n",
+        ),
+        Kind.DELIVERED,
+        "dee@corp.example",
+        "delivered",
+    ),
+    Case(
+        "qmail, quota",
+        _text(
+            "failure notice",
+            "Hi. This is the qmail-send program at mx.example.net.\r\n"
+            "I'm afraid I wasn't able to deliver your message to the following addresses.\r\n"
+            "This is a permanent error; I've given up. Sorry it didn't work out.\r\n\r\n"
+            "<eve@corp.example>:\r\n"
+            "192.0.2.7 does not like recipient.\r\n"
+            "Remote host said: 552 5.2.2 Mailbox quota exceeded\r\n"
+            "Giving up on 192.0.2.7.\r\n\r\n"
+            "--- Below this line is a copy of the message.\r\n\r\n" + ORIGINAL + "\r\nhi\r\n",
+        ),
+        Kind.BOUNCE,
+        "eve@corp.example",
+        "mailboxfull",
+        original=True,
+    ),
+    Case(
+        "exim, host refused at connection",
+        _text(
+            "Mail delivery failed: returning message to sender",
+            "This message was created automatically by mail delivery software.\r\n\r\n"
+            "A message that you sent could not be delivered to one or more of its\r\n"
+            "recipients. This is a permanent error. The following address(es) failed:\r\n\r\n"
+            "  fay@corp.example\r\n"
+            "    host mx.corp.example [192.0.2.9]\r\n"
+            "    SMTP error from remote mail server after initial connection:\r\n"
+            "    554 5.7.1 Service unavailable; Client host [198.51.100.7] blocked using "
+            "zen.spamhaus.org\r\n\r\n"
+            "------ This is a copy of the message, including all the headers. ------\r\n\r\n"
+            + ORIGINAL
+            + "\r\nhi\r\n",
+        ),
+        Kind.BOUNCE,
+        "fay@corp.example",
+        "blocked",
+        original=True,
+        filter_wording=True,
+    ),
+    Case(
+        "office 365 text, banned sending IP",
+        _text(
+            "Undeliverable: Hello",
+            "Delivery has failed to these recipients or groups:\r\n\r\n"
+            "gus@corp.example\r\n"
+            "Your message wasn't delivered because the recipient's email provider rejected "
+            "it.\r\n\r\n"
+            "Remote Server returned '550 5.7.606 Access denied, banned sending IP "
+            "[198.51.100.7]'\r\n",
+            sender="postmaster@outlook.example",
+        ),
+        Kind.BOUNCE,
+        "gus@corp.example",
+        "blocked",
+        filter_wording=True,
+    ),
+    Case(
+        "arf with two complaining recipients",
+        (
+            "From: feedback@isp.example\r\nTo: abuse@example.com\r\nSubject: complaint\r\n"
+            'Content-Type: multipart/report; report-type=feedback-report; boundary="F"\r\n'
+            "\r\n--F\r\nContent-Type: text/plain\r\n\r\nA complaint.\r\n"
+            "--F\r\nContent-Type: message/feedback-report\r\n\r\n"
+            "Feedback-Type: abuse\r\nVersion: 1\r\nOriginal-Rcpt-To: hal@isp.example\r\n"
+            "Original-Rcpt-To: ivy@isp.example\r\n"
+            "--F\r\nContent-Type: message/rfc822\r\n\r\n" + ORIGINAL + "\r\nhi\r\n--F--\r\n"
+        ).encode(),
+        Kind.COMPLAINT,
+        "hal@isp.example",
+        "feedback",
+        original=True,
+    ),
+    Case(
+        "vacation auto-reply",
+        (
+            b"From: Jo <jo@corp.example>\r\nTo: sales@example.com\r\n"
+            b"Subject: Out of office until Monday\r\nAuto-Submitted: auto-replied\r\n\r\n"
+            b"I am away.\r\n"
+        ),
+        Kind.AUTOREPLY,
+        "jo@corp.example",
+        "vacation",
+    ),
+    Case(
+        "ordinary reply",
+        (
+            b"From: Kim <kim@corp.example>\r\nTo: sales@example.com\r\nSubject: Re: Hello\r\n\r\n"
+            b"Thanks, let's talk next week.\r\n"
+        ),
+        Kind.NOT_BOUNCE,
+        None,
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_format_is_read(case: Case) -> None:
+    parsed = parse_message(case.raw)
+    assert parsed.kind is case.kind
+    if case.reason is None:
+        assert parsed.recipients == ()
+        return
+    first = parsed.recipients[0]
+    assert (first.recipient, first.reason, first.hard) == (case.recipient, case.reason, case.hard)
+    assert first.filter_wording is case.filter_wording
+    if case.original:
+        assert parsed.original_return_path == VERP
+        assert parsed.original_message_id == "t0k3n.42@mail.example.com"
+        assert parsed.original_headers == {"x-postwise-campaign": "spring"}
+
+
+def test_complaint_lists_every_recipient_with_its_feedback_type() -> None:
+    complaint = next(c for c in CASES if c.kind is Kind.COMPLAINT)
+    parsed = parse_message(complaint.raw)
+    assert [(r.recipient, r.feedback_type) for r in parsed.recipients] == [
+        ("hal@isp.example", "abuse"),
+        ("ivy@isp.example", "abuse"),
+    ]
+
+
+def test_dsn_codes_are_carried() -> None:
+    parsed = parse_message(CASES[0].raw)
+    first = parsed.recipients[0]
+    assert (first.status, first.reply_code, first.action) == ("5.1.1", 550, "failed")
+    assert parsed.reporting_mta == "mx.example.net"
+
+
+@pytest.mark.parametrize(
+    ("status", "reply", "diagnostic", "command", "reason", "hard"),
+    [
+        ("5.1.1", 550, "", None, "userunknown", True),  # the code alone
+        ("5.0.0", 550, "User unknown", "DATA", "filtered", False),  # accepted at RCPT
+        ("5.1.1", 550, "User unknown", "DATA", "userunknown", True),  # the code says so
+        ("5.0.0", 550, "Access denied", "MAIL", "rejected", False),  # the sender refused
+        ("5.0.0", 554, "Rejected", "EHLO", "blocked", False),  # the host refused
+        ("4.2.2", 452, "Mailbox full", None, "mailboxfull", False),
+        ("5.7.1", 550, "SPF check failed for sender", None, "authfailure", False),
+        ("4.0.0", None, "", None, "onhold", False),
+        (None, None, "", None, "undefined", False),
+        ("5.1.10", 550, "null MX", None, "notaccept", True),
+        ("4.1.10", 450, "null MX", None, "notaccept", False),  # temporary: not hard
+    ],
+)
+def test_classification_rules(
+    status: str | None,
+    reply: int | None,
+    diagnostic: str,
+    command: str | None,
+    reason: str,
+    hard: bool,
+) -> None:
+    verdict = classify(status=status, reply_code=reply, diagnostic=diagnostic, command=command)
+    assert (verdict.reason, verdict.hard) == (reason, hard)
