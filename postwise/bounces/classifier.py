@@ -131,7 +131,6 @@ for _i, _entry in enumerate(_TABLE):
 # "550-5.7.1" markers of a multi-line SMTP reply, which split the remote's sentence.
 _CONTINUATION = re.compile(r"\s[245]\d\d[ -][245]\.\d{1,3}\.\d{1,3}(?=\s)")
 _DELAYED = re.compile(phrases.DELAYED, re.IGNORECASE)
-_SPACES = re.compile(r"\s+")
 _BOILERPLATE = re.compile("|".join(phrases.BOILERPLATE), re.IGNORECASE)
 _FILTER_WORDING = _compiled([("filter", pattern) for pattern in phrases.FILTER_WORDING])
 _SENDER_SIDE = frozenset(
@@ -158,7 +157,7 @@ def _searched(diagnostic: str) -> tuple[str | None, bool]:
     """(reason, strong): strong when the wording is one that no code or command overrides."""
     if not diagnostic:
         return None, False
-    diagnostic = _SPACES.sub(" ", _CONTINUATION.sub(" ", _BOILERPLATE.sub(" ", diagnostic)))
+    diagnostic = " ".join(_CONTINUATION.sub(" ", _BOILERPLATE.sub(" ", diagnostic)).split())
     lowered = diagnostic.lower()
     words = set(_WORD.findall(lowered))
     candidates = [i for word in words if word in _GATES for i in _GATES[word]]
@@ -168,16 +167,6 @@ def _searched(diagnostic: str) -> tuple[str | None, bool]:
         reason, needed, piece, pattern, strong = _TABLE[i]
         if needed <= words and piece in lowered and pattern.search(diagnostic):
             return reason, strong
-    return None, False
-    diagnostic = _SPACES.sub(" ", _CONTINUATION.sub(" ", _BOILERPLATE.sub(" ", diagnostic)))
-    lowered = diagnostic.lower()
-    words = set(_WORD.findall(lowered))
-    for reason, needed, piece, pattern in _STRONG:
-        if needed <= words and piece in lowered and pattern.search(diagnostic):
-            return reason, True
-    for reason, needed, piece, pattern in _PHRASES:
-        if needed <= words and piece in lowered and pattern.search(diagnostic):
-            return reason, False
     return None, False
 
 

@@ -38,7 +38,6 @@ _ANGLE_ADDR_RE = re.compile(r"<(" + _ADDR + r")>")
 _STATUS_RE = re.compile(r"(?<![\w.])([45]\.\d{1,3}\.\d{1,3})(?![\w.]*\d)")
 _DSN_STATUS_RE = re.compile(r"([245]\.\d{1,3}\.\d{1,3})")
 _REPLY_RE = re.compile(r"(?<![\w.\-/:#=\[])([45][0-5]\d)(?=[\s\-:]|$)")
-_WS_RE = re.compile(r"\s+")
 _FIELD_RE = re.compile(r"^([A-Za-z][\w-]*)\s*:\s?(.*)$")
 _MBOX_FROM_RE = re.compile(rb"\A(?:\r?\n)*From [^\r\n]*\r?\n")
 _MBOX_NEXT_RE = re.compile(rb"\r?\n\r?\nFrom [^\r\n]+ \d{4}\r?\n")
@@ -394,7 +393,7 @@ def _angle_strip(value: str | None) -> str | None:
 
 
 def _collapse(text: str) -> str:
-    return _WS_RE.sub(" ", text).strip()
+    return " ".join(text.split())
 
 
 def _sender_addresses(head: dict[str, str], original: dict[str, str]) -> set[str]:
