@@ -8,7 +8,7 @@ is a 422 whose ``field`` is the path of the offending node. Writes go through
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response, status
 from fastapi.responses import StreamingResponse
@@ -48,6 +48,7 @@ Writer = Annotated[Session, Depends(scoped_session(Scope.SEGMENTS_WRITE), scope=
 ReadCaller = Annotated[Principal, Depends(require(Scope.SEGMENTS_READ))]
 Db = Annotated[Database, Depends(get_db)]
 INVALID = problem_responses(400, 409)
+CSV: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {}}}}
 
 
 def _out_of(session: Session, segment: Segment) -> SegmentOut:
@@ -160,7 +161,7 @@ def list_members(
     summary="Export the current members as CSV",
     description="Streamed, with the columns of the contact export (so it imports back).",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/csv": {}}}} | problem_responses(404),
+    responses=CSV | problem_responses(404),
 )
 def export_members(caller: ReadCaller, db: Db, segment_id: ObjectId) -> StreamingResponse:
     export = prepare_export(db.engine, caller.workspace_id, ExportFilter(segment_id=segment_id))
