@@ -44,7 +44,7 @@ BERLIN = ZoneInfo("Europe/Berlin")
 
 
 def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+    return datetime(*args, tzinfo=UTC)  # type: ignore[arg-type,misc]
 
 
 def workflow(*steps: dict[str, Any], **top: Any) -> Workflow:
