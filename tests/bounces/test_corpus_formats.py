@@ -197,6 +197,28 @@ CASES = [
         "vacation",
     ),
     Case(
+        "a person writing about delivery is not a bounce",
+        b"From: Lee <lee@corp.example>\r\nTo: sales@example.com\r\nSubject: Re: Hello\r\n\r\n"
+        b"The parcel could not be delivered to mia@corp.example, it was returned to sender.\r\n",
+        Kind.NOT_BOUNCE,
+        None,
+        None,
+    ),
+    Case(
+        "sendmail with a bare MAILER-DAEMON sender",
+        _text(
+            "Returned mail: see transcript for details",
+            "   ----- The following addresses had permanent fatal errors -----\r\n"
+            "<ned@corp.example>\r\n"
+            "    (reason: 550 5.1.1 <ned@corp.example>... User unknown)\r\n",
+            sender="Mail Delivery Subsystem <MAILER-DAEMON>",
+        ),
+        Kind.BOUNCE,
+        "ned@corp.example",
+        "userunknown",
+        hard=True,
+    ),
+    Case(
         "ordinary reply",
         (
             b"From: Kim <kim@corp.example>\r\nTo: sales@example.com\r\nSubject: Re: Hello\r\n\r\n"

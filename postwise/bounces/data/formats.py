@@ -101,9 +101,12 @@ SMTP_COMMAND = re.compile(
 SMTP_COMMAND_CUES = ("reply to", "after", "while", "like our", "response to", ">>>", "command", "[")
 
 # Who sends bounces (local part of From).
+# Who sends bounces: searched in the whole From field (display name included), since
+# many write a bare "MAILER-DAEMON" with no domain.
 BOUNCE_SENDER = re.compile(
-    r"^(?:mailer-daemon|mail-daemon|postmaster|post_master|mailerdaemon|mdaemon|mail\.delivery\.system|"
-    r"mailer|bounce|bounces|mail-?delivery|nobody|root|smtp|mail)$",
+    r"(?<![\w.-])(?:mailer-daemon|mail-daemon|postmaster|post_master|mailerdaemon|mdaemon|"
+    r"mail\.delivery\.system|mail-?delivery|bounces?)(?![\w-])|mail delivery (?:sub)?system|"
+    r"delivery status notification",
     _I,
 )
 
@@ -125,7 +128,16 @@ BOUNCE_BODY = re.compile(
     r"this is the mail system at|mail delivery failed|message delivery failed|"
     r"unable to deliver|returned to sender|delivery status notification|"
     r"following addresses? had (?:permanent )?(?:fatal )?errors|"
-    r"there was an error delivering|not a member of this (?:mailing )?list",
+    r"there was an error delivering",
+    _I,
+)
+
+# Sentences only software writes: enough on their own, without a returned original.
+BOUNCE_BODY_ALONE = re.compile(
+    r"i(?:'m| am) afraid i wasn't able to deliver|this is the mail system at host|"
+    r"this message was created automatically by mail delivery software|"
+    r"this is an automatically generated delivery status notification|"
+    r"not a member of this (?:mailing )?list",
     _I,
 )
 
