@@ -436,9 +436,15 @@ def remember_event(data: dict[str, Any], name: str, properties: Mapping[str, Any
 def advance(
     workflow: Workflow, state: State, stimulus: Stimulus, now: datetime, facts: Facts
 ) -> Outcome:
-    """The next state and the commands to carry out; ``state`` is not modified."""
+    """The next state and the commands to carry out; ``state`` is not modified.
+
+    An enrollment that is live afterwards always gets exactly one ``ScheduleWake`` (its
+    next wake-up, repeated when nothing moved) and one that ended exactly one ``Exit``;
+    a finished enrollment ignores every stimulus (no commands)."""
     run = _Run(workflow, state.model_copy(deep=True), _utc(now), facts)
     run.handle(stimulus)
+    if run.state.status == "active" and not any(isinstance(c, ScheduleWake) for c in run.commands):
+        run.repark()  # every outcome of a live enrollment says when it wakes next
     return Outcome(run.state, tuple(run.commands))
 
 
