@@ -289,3 +289,65 @@ def test_classification_rules(
 ) -> None:
     verdict = classify(status=status, reply_code=reply, diagnostic=diagnostic, command=command)
     assert (verdict.reason, verdict.hard) == (reason, hard)
+
+
+@pytest.mark.parametrize(
+    ("diagnostic", "reason", "hard", "filter_wording"),
+    [
+        # Office 365 edge blocking: the address is not in the tenant, no filter involved
+        (
+            "550 5.4.1 Recipient address rejected: Access denied. AS(201806281)",
+            "userunknown",
+            True,
+            False,
+        ),
+        ("550 5.7.708 Access denied, traffic not accepted from this IP.", "blocked", False, True),
+        (
+            "550 5.1.1 <a@b.example>: Recipient address rejected: User unknown in virtual "
+            "mailbox table",
+            "userunknown",
+            True,
+            False,
+        ),
+        ("550 5.1.1 User unknown; rejected by our spam filter", "userunknown", True, True),
+        (
+            "552 5.2.2 The email account that you tried to reach is over quota.",
+            "mailboxfull",
+            False,
+            False,
+        ),
+        (
+            "550 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org",
+            "blocked",
+            False,
+            True,
+        ),
+        ("554 5.7.1 Message rejected as spam by Content Filtering.", "spamdetected", False, True),
+        (
+            "550 5.7.26 Unauthenticated email from example.com is not accepted due to domain's "
+            "DMARC policy",
+            "authfailure",
+            False,
+            True,
+        ),
+        (
+            "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected "
+            "volume or user complaints",
+            "badreputation",
+            False,
+            True,
+        ),
+        (
+            "451 4.3.0 Requested action aborted: local error in processing",
+            "systemerror",
+            False,
+            False,
+        ),
+        ("550 5.2.1 This mailbox has been blocked due to inactivity", "suspend", False, True),
+    ],
+)
+def test_wording_in_the_wild(
+    diagnostic: str, reason: str, hard: bool, filter_wording: bool
+) -> None:
+    verdict = classify(status=None, reply_code=None, diagnostic=diagnostic)
+    assert (verdict.reason, verdict.hard, verdict.filter_wording) == (reason, hard, filter_wording)

@@ -61,6 +61,11 @@ STRONG_PHRASES: list[tuple[str, str]] = [
     ("blocked", r"banned sending ip"),
     ("networkerror", r"name service error"),
     ("expired", r"could not be delivered (?:for|within|in) \d+ (?:days?|hours?)"),
+    # Office 365 directory-based edge blocking: the address is not in the tenant
+    ("userunknown", r"recipient address rejected: access denied"),
+    ("userunknown", r"recipientnotfound|recipient not found by smtp address lookup"),
+    ("blocked", r"traffic not accepted from this ip"),
+    ("blocked", r"not authorized to send (?:e-?mail|mail) directly"),
 ]
 
 PHRASES: list[tuple[str, str]] = [
@@ -191,6 +196,7 @@ PHRASES: list[tuple[str, str]] = [
     ("systemfull", r"system (?:storage|disk) (?:full|exceeded)"),
     ("systemfull", r"file system full"),
     ("suspend", r"\btemporar(?:y|ily) locked\b"),
+    ("suspend", r"due to inactivity"),
     (
         "suspend",
         r"(?:account|mailbox|user|address|recipient)(?: has been| is|'s)? (?:temporarily )?(?:disabled|suspended|deactivated|inactive|not active|locked|frozen|on hold|blocked for|expired|closed|discontinued)",
@@ -235,10 +241,12 @@ PHRASES: list[tuple[str, str]] = [
     ("hostunknown", r"host not (?:known|reachable by dns)"),
     ("hostunknown", r"domain lookup failed"),
     ("hostunknown", r"invalid domain"),
-    ("hostunknown", r"unknown or illegal alias"),
     ("hostunknown", r"domain .* (?:is not|isn't) (?:in|one of)"),
     ("hostunknown", r"mx lookup"),
     ("userunknown", r"invalid (?:final delivery )?userid"),
+    ("userunknown", r"unknown or illegal alias"),
+    ("userunknown", r"no account by that name"),
+    ("userunknown", r"is not a valid mailbox"),
     ("userunknown", r"check if (?:the )?address is correct"),
     (
         "userunknown",
@@ -452,6 +460,7 @@ PHRASES: list[tuple[str, str]] = [
     ("systemerror", r"out of memory"),
     ("systemerror", r"i/o error"),
     ("systemerror", r"write error"),
+    ("systemerror", r"local error in processing"),
     ("systemerror", r"cannot (?:open|write|create)"),
     ("systemerror", r"unknown (?:mail )?transport error"),
     ("systemerror", r"remote server (?:error|failure)"),
@@ -585,7 +594,6 @@ FILTER_WORDING: list[str] = [
     r"policies",
     r"prohibited",
     r"not (?:allowed|authorized|permitted)",
-    r"access denied",
     r"refused (?:by|due to|for) (?:policy|security|content)",
     r"banned",
     r"content",
