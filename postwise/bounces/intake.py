@@ -40,6 +40,7 @@ from postwise.core.settings import Settings
 from postwise.delivery.outbox import Claimed
 from postwise.delivery.transports.base import RecipientResult
 from postwise.privacy.hashing import AddressHasher
+from postwise.segments import changes as segment_changes
 from postwise.storage.database import Database
 from postwise.storage.tables import BounceRecord, Event, InboundMessage, OutboxMessage
 from postwise.storage.tenancy import workspace_of
@@ -144,8 +145,8 @@ def _clean(text: str | None, limit: int) -> str | None:
 
 
 def _address(value: str | None) -> str | None:
-    match = _ADDRESS.search(value or "")
-    return match.group(0).strip(".,;").lower() if match else None
+    match = _ADDRESS.search((value or "").replace("\x00", ""))
+    return match.group(0).strip(".,;").lower()[:320] if match else None
 
 
 def _tie(ctx: Context, parsed: ParsedMessage, envelope: Envelope, workspace_id: int | None) -> Any:
@@ -183,7 +184,7 @@ def record_parsed(
         sent = _tie(ctx, parsed, envelope, workspace_id)
     ws = sent.workspace_id if sent is not None else workspace_id
     addresses = sorted(
-        {o.recipient.lower() for o in parsed.recipients if o.recipient}
+        {a for a in (_address(o.recipient) for o in parsed.recipients) if a}
         | ({sent.email.lower()} if sent is not None else set())
     )
     inbound = InboundMessage(
@@ -273,7 +274,7 @@ def _record(
         if not tied:
             evidence["sent_to"] = sent.email
     if outcome.action:
-        evidence["action"] = outcome.action
+        evidence["action"] = _clean(outcome.action, 32)
     if outcome.remote_mta:
         evidence["remote_mta"] = _clean(outcome.remote_mta, 255)
     record = BounceRecord(
@@ -285,7 +286,7 @@ def _record(
         campaign_key=sent.campaign_key if sent is not None else None,
         source=source,
         kind=kind,
-        reason=(outcome.reason or "unknown")[:32],
+        reason=_clean(outcome.reason, 32) or "unknown",
         hard=bool(outcome.hard) if kind == "bounce" else False,
         status=_clean(outcome.status, 16),
         reply_code=outcome.reply_code,
@@ -363,6 +364,7 @@ def _event(session: Session, record: BounceRecord, now: datetime) -> None:
             index_where=table.c.message_id.is_not(None),
         )
     )
+    segment_changes.note(session, [record.contact_id], [segment_changes.event_key(name)])
 
 
 # --- rejections at send time ---------------------------------------------------------

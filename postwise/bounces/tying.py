@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from postwise.storage.tables import OutboxMessage
 from postwise.tracking.tokens import TokenKind, TokenSigner
 
-_VERP = re.compile(r"bounces\+([0-9A-Fa-f]{24,200})@", re.ASCII)
+_VERP = re.compile(r"bounces\+([0-9a-f]{24,200})@", re.ASCII | re.IGNORECASE)
 _MESSAGE_ID_TOKEN = re.compile(r"^<?([0-9A-Fa-f]{24,200})\.", re.ASCII)
 
 
