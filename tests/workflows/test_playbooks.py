@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from postwise.messages.templates import TemplateSource, compile_template
 from postwise.workflows.definition import InvalidWorkflow, WorkflowContext
 from postwise.workflows.playbooks import KEYS, playbook, playbooks
 from tests.workflows.simulate import (
@@ -404,3 +405,51 @@ def test_post_purchase() -> None:
     ]
     assert buyer.sends[2].data["events"]["Order Completed"] == [{"order_id": "A-3"}]
     assert buyer.ends == [("2026-03-09 10:00", "completed"), ("2026-03-27 10:00", "completed")]
+
+
+def test_template_seeds_render_with_the_data_the_journeys_pass() -> None:
+    """Every seed compiles in the real (sandboxed, strict) template engine and renders
+    with the ``data`` a simulated journey hands to its sends."""
+    journeys = {
+        "cart_abandonment": run(
+            playbook("cart_abandonment").workflow(),
+            Contact(
+                "c",
+                [
+                    Event(utc(3, 2, 12), "Product Added", LAMP),
+                    Event(utc(3, 2, 12, 5), "Product Added", BULB),
+                ],
+            ),
+            START,
+        ),
+        "lead_nurture": run(playbook("lead_nurture").workflow(), lead("l"), START),
+        "post_purchase": run(
+            playbook("post_purchase").workflow(),
+            Contact("p", [Event(utc(3, 2, 15), "Order Completed", {"order_id": "A-1"})]),
+            START,
+        ),
+    }
+    rendered = {}
+    for book in playbooks():
+        params = {"inactive_segment": 7} if book.key == "reengagement_sunset" else None
+        journey = journeys.get(book.key)
+        data = journey.sends[0].data if journey is not None else {}
+        for seed in book.templates(params):
+            compiled = compile_template(
+                TemplateSource(subject=seed.subject, preheader=seed.preheader, html=seed.html)
+            )
+            context = {
+                "contact": {"first_name": "Ada"},
+                "workspace": {"name": "Acme"},
+                "data": data,
+                "preferences_url": "https://acme.example/p",
+            }
+            parts = compiled.render(context)
+            assert parts.subject and parts.html, seed.key
+            rendered[seed.key] = parts
+    reminder = rendered["cart_reminder"]
+    assert "1 x Desk lamp (49)" in reminder.html and "3 x Bulb (5)" in reminder.html
+    assert "COMEBACK10" in rendered["cart_incentive"].html
+    assert rendered["lead_download"].subject == "Your download: B2B email guide"
+    assert "order A-1" in rendered["purchase_thanks"].html
+    assert rendered["welcome_1"].subject == "Welcome to Acme, Ada"
