@@ -255,6 +255,8 @@ class Event(WorkspaceOwned, Base):
             postgresql_where=text("message_id IS NOT NULL"),
             sqlite_where=text("message_id IS NOT NULL"),
         ),
+        # Segments: one name's events per contact (migration 0010, docs/segments.md).
+        Index("ix_events_ws_name_contact_at", "workspace_id", "name", "contact_id", "occurred_at"),
     )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
