@@ -26,6 +26,7 @@ a comparison on a NULL field is guarded by ``IS NOT NULL``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
@@ -129,33 +130,48 @@ _OP_CMP = {"eq": "eq", "neq": "ne", "gt": "gt", "gte": "ge", "lt": "lt", "lte": 
 
 
 def _guarded(expr: ColumnElement[Any], *tests: ColumnElement[bool]) -> ColumnElement[bool]:
+    """``tests`` on ``expr``, false rather than NULL where ``expr`` is NULL, so that a
+    NOT around a field condition negates exactly as Python does."""
     return and_(expr.is_not(None), *tests)
 
 
-def _number_test(expr: ColumnElement[Any], op: str, value: Any) -> ColumnElement[bool]:
+def _unguarded(expr: ColumnElement[Any], *tests: ColumnElement[bool]) -> ColumnElement[bool]:
+    """For filters inside an event subquery: NULL already drops the row there, and the
+    planner estimates a bare ``expr = :v`` far better than a guarded one."""
+    return and_(*tests)
+
+
+Guard = Callable[..., ColumnElement[bool]]
+
+
+def _number_test(
+    expr: ColumnElement[Any], op: str, value: Any, guard: Guard = _guarded
+) -> ColumnElement[bool]:
     if op == "between":
-        return _guarded(expr, expr >= _num(value[0]), expr <= _num(value[1]))
+        return guard(expr, expr >= _num(value[0]), expr <= _num(value[1]))
     if op in ("in", "not_in"):
         values = [float(v) for v in value]
         test = expr.in_(values) if op == "in" else expr.not_in(values)
-        return _guarded(expr, test)
-    return _guarded(expr, _CMP[_OP_CMP[op]](expr, _num(value)))
+        return guard(expr, test)
+    return guard(expr, _CMP[_OP_CMP[op]](expr, _num(value)))
 
 
-def _text_test(expr: ColumnElement[Any], op: str, value: Any) -> ColumnElement[bool]:
+def _text_test(
+    expr: ColumnElement[Any], op: str, value: Any, guard: Guard = _guarded
+) -> ColumnElement[bool]:
     if op == "eq":
-        return _guarded(expr, expr == _text(value))
+        return guard(expr, expr == _text(value))
     if op == "neq":
-        return _guarded(expr, expr != _text(value))
+        return guard(expr, expr != _text(value))
     if op == "in":
-        return _guarded(expr, expr.in_([str(v) for v in value]))
+        return guard(expr, expr.in_([str(v) for v in value]))
     if op == "not_in":
-        return _guarded(expr, expr.not_in([str(v) for v in value]))
+        return guard(expr, expr.not_in([str(v) for v in value]))
     if op == "contains":
-        return _guarded(expr, text_contains(expr, _text(value)))
+        return guard(expr, text_contains(expr, _text(value)))
     if op == "starts_with":
         prefix = func.substr(expr, literal(1, Integer()), literal(len(value), Integer()))
-        return _guarded(expr, prefix == _text(value))
+        return guard(expr, prefix == _text(value))
     raise ValueError(op)
 
 
@@ -245,13 +261,13 @@ def property_test(flt: PropertyFilter, properties: ColumnElement[Any]) -> Column
     if op in ("eq", "neq") and isinstance(value, bool):
         expr = jsonsql.json_boolean(properties, key)
         rhs = literal(value, Boolean())
-        return _guarded(expr, expr == rhs if op == "eq" else expr != rhs)
+        return expr == rhs if op == "eq" else expr != rhs
     numeric = op in ("gt", "gte", "lt", "lte", "between") or (
         not isinstance(value, str) and not (isinstance(value, list) and isinstance(value[0], str))
     )
     if numeric:
-        return _number_test(jsonsql.json_number(properties, key), op, value)
-    return _text_test(jsonsql.json_text(properties, key), op, value)
+        return _number_test(jsonsql.json_number(properties, key), op, value, _unguarded)
+    return _text_test(jsonsql.json_text(properties, key), op, value, _unguarded)
 
 
 def _count_test(count: ColumnElement[Any], test: Count) -> ColumnElement[bool]:
@@ -272,15 +288,24 @@ class _Compiler:
         self.ws = workspace_id
         self.now = now
 
-    def node(self, node: Node, contacts: FromClause) -> ColumnElement[bool]:
-        if isinstance(node, AllGroup):
-            parts = [self.node(child, contacts) for child in node.all]
-            return and_(true(), *parts) if parts else true()
-        if isinstance(node, AnyGroup):
-            parts = [self.node(child, contacts) for child in node.any]
+    def node(self, node: Node, contacts: FromClause, negate: bool = False) -> ColumnElement[bool]:
+        """``node`` (or its negation) with NOT pushed down to the conditions (De Morgan),
+        so "NOT (opened OR clicked)" reaches PostgreSQL as two top-level NOT EXISTS,
+        which it plans as anti-joins; a NOT around an OR would be re-checked per row."""
+        if isinstance(node, AllGroup | AnyGroup):
+            children = node.all if isinstance(node, AllGroup) else node.any
+            parts = [self.node(child, contacts, negate) for child in children]
+            if isinstance(node, AllGroup) != negate:
+                return and_(true(), *parts) if parts else true()
             return or_(false(), *parts) if parts else false()
         if isinstance(node, NotGroup):
-            return not_(self.node(node.not_, contacts))
+            return self.node(node.not_, contacts, not negate)
+        if isinstance(node, SegmentCondition):
+            return self.node(self.defn.segments[node.segment], contacts, negate)
+        test = self.condition(node, contacts)
+        return not_(test) if negate else test
+
+    def condition(self, node: Node, contacts: FromClause) -> ColumnElement[bool]:
         if isinstance(node, FieldCondition):
             return self.field(node, contacts)
         if isinstance(node, EventCondition):
@@ -289,8 +314,6 @@ class _Compiler:
             return self.email(node, contacts)
         if isinstance(node, ListCondition):
             return self.list_membership(node, contacts)
-        if isinstance(node, SegmentCondition):
-            return self.node(self.defn.segments[node.segment], contacts)
         if isinstance(node, AccountCondition):
             return self.account(node, contacts)
         raise TypeError(f"not a segment node: {node!r}")
@@ -339,15 +362,27 @@ class _Compiler:
         self, name: str, filters: Sequence[PropertyFilter], window: Any
     ) -> tuple[FromClause, list[ColumnElement[bool]]]:
         e = EVENTS.alias()
-        tests = [e.c.workspace_id == self.ws, e.c.name == _text(name)]
+        tests = [e.c.workspace_id == self.ws, e.c.name == _text(name), e.c.contact_id.is_not(None)]
         tests += [property_test(flt, e.c.properties) for flt in filters]
         tests += _bounds(e.c.occurred_at, timing.window_bounds(window, self.now))
         return e, tests
 
     def event(self, cond: EventCondition, contacts: FromClause) -> ColumnElement[bool]:
+        return self._member(self.event_set(cond), contacts)
+
+    def email(self, cond: EmailCondition, contacts: FromClause) -> ColumnElement[bool]:
+        return self._member(self.email_set(cond), contacts)
+
+    def event_set(self, cond: EventCondition) -> _EventSet:
         e, tests = self._events(cond.event, cond.where, cond.window)
         if cond.aggregate is not None:
-            return self._aggregate(e, tests, cond.aggregate, contacts)
+            agg = cond.aggregate
+            value = jsonsql.json_number(e.c.properties, agg.property)
+            tests = [*tests, value.is_not(None)]
+            total: ColumnElement[Any] = getattr(func, agg.fn)(value)
+            if agg.fn == "sum" and _aggregate_holds(agg, 0.0):
+                return _grouped(e, tests, not_(_aggregate_test(total, agg)), positive=False)
+            return _grouped(e, tests, _aggregate_test(total, agg), positive=True)
         if cond.first is not None or cond.last is not None:
             test = cast(TimeTest, cond.first or cond.last)
             moment = (
@@ -355,72 +390,35 @@ class _Compiler:
             )
             op = TIME_TEST_OPS.get(test.op, test.op)
             having = _bounds(moment, timing.moment_bounds(op, test.value, self.now))
-            return self._grouped(e, tests, and_(*having), contacts)
+            return _grouped(e, tests, and_(*having), positive=True)
         if cond.not_followed_by is not None:
-            return self._not_followed(e, tests, cond, contacts)
-        return self._counted(e, tests, cond.count, contacts)
+            return self._not_followed(e, tests, cond)
+        return _counted(e, tests, cond.count)
 
-    def email(self, cond: EmailCondition, contacts: FromClause) -> ColumnElement[bool]:
+    def email_set(self, cond: EmailCondition) -> _EventSet:
         e, tests = self._events(cond.event_name, (), cond.window)
         tests.append(e.c.type == _text(EMAIL_TYPE))
         props = e.c.properties
         for key, value in ((CAMPAIGN_KEY, cond.campaign), (WORKFLOW_KEY, cond.workflow)):
             if value is not None:
-                read = jsonsql.json_text(props, key)
-                tests.append(_guarded(read, read == _text(value)))
+                tests.append(jsonsql.json_text(props, key) == _text(value))
         if not cond.include_machine:
-            machine = jsonsql.json_boolean(props, MACHINE_KEY)
-            tests.append(or_(machine.is_(None), machine == literal(False, Boolean())))
-        return self._counted(e, tests, cond.count, contacts)
+            tests.append(not_(jsonsql.json_is_true(props, MACHINE_KEY)))
+        return _counted(e, tests, cond.count)
 
-    def _counted(
-        self,
-        e: FromClause,
-        tests: list[ColumnElement[bool]],
-        count: Count | None,
-        contacts: FromClause,
-    ) -> ColumnElement[bool]:
-        if count is None or count.existence:
-            found = exists(select(literal(1)).where(*tests, e.c.contact_id == contacts.c.id))
-            if count is None or (count.holds(1) and not count.holds(0)):
-                return found
-            if count.holds(0) and not count.holds(1):
-                return not_(found)
-            return true() if count.holds(0) else false()
-        n = func.count()
-        if count.holds(0):
-            return not_(self._grouped(e, tests, not_(_count_test(n, count)), contacts))
-        return self._grouped(e, tests, _count_test(n, count), contacts)
-
-    def _aggregate(
-        self, e: FromClause, tests: list[ColumnElement[bool]], agg: Aggregate, contacts: FromClause
-    ) -> ColumnElement[bool]:
-        value = jsonsql.json_number(e.c.properties, agg.property)
-        tests = [*tests, value.is_not(None)]
-        total: ColumnElement[Any] = getattr(func, agg.fn)(value)
-        if agg.fn == "sum" and _aggregate_holds(agg, 0.0):
-            return not_(self._grouped(e, tests, not_(_aggregate_test(total, agg)), contacts))
-        return self._grouped(e, tests, _aggregate_test(total, agg), contacts)
-
-    def _grouped(
-        self,
-        e: FromClause,
-        tests: list[ColumnElement[bool]],
-        having: ColumnElement[bool],
-        contacts: FromClause,
-    ) -> ColumnElement[bool]:
-        groups = (
-            select(e.c.contact_id).where(*tests).group_by(e.c.contact_id).having(having).subquery()
-        )
-        return exists(select(literal(1)).where(groups.c.contact_id == contacts.c.id))
+    def _member(self, found: _EventSet, contacts: FromClause) -> ColumnElement[bool]:
+        if found.rows is None:
+            return false() if found.positive else true()
+        if found.grouped:
+            groups = found.rows.subquery()
+            test = exists(select(literal(1)).where(groups.c.contact_id == contacts.c.id))
+        else:
+            test = exists(found.rows.where(found.rows.selected_columns[0] == contacts.c.id))
+        return test if found.positive else not_(test)
 
     def _not_followed(
-        self,
-        e: FromClause,
-        tests: list[ColumnElement[bool]],
-        cond: EventCondition,
-        contacts: FromClause,
-    ) -> ColumnElement[bool]:
+        self, e: FromClause, tests: list[ColumnElement[bool]], cond: EventCondition
+    ) -> _EventSet:
         follow = cond.not_followed_by
         assert follow is not None
         last = (
@@ -435,7 +433,97 @@ class _Compiler:
                 *later, x.c.contact_id == last.c.contact_id, x.c.occurred_at >= last.c.last_at
             )
         )
-        return exists(select(literal(1)).where(last.c.contact_id == contacts.c.id, not_(followed)))
+        rows = select(last.c.contact_id).where(not_(followed))
+        return _EventSet(rows, positive=True, grouped=True)
+
+    # the driving condition
+
+    def conjuncts(self, node: Node, negate: bool = False) -> list[tuple[Node, bool]]:
+        """The top-level AND of ``node`` (NOT pushed down, segments inlined)."""
+        if isinstance(node, AllGroup) and not negate:
+            return [c for child in node.all for c in self.conjuncts(child)]
+        if isinstance(node, AnyGroup) and negate:
+            return [c for child in node.any for c in self.conjuncts(child, True)]
+        if isinstance(node, NotGroup):
+            return self.conjuncts(node.not_, not negate)
+        if isinstance(node, SegmentCondition):
+            return self.conjuncts(self.defn.segments[node.segment], negate)
+        return [(node, negate)]
+
+    def driver(self, parts: list[tuple[Node, bool]]) -> tuple[int, FromClause] | None:
+        """When every conjunct is about events, the contacts some positive one finds
+        (one grouped pass over its window) stand in for the contacts table, as a
+        hand-written query would: no lookup of each member in ``contacts``. Every event
+        with a contact belongs to a contact of its own workspace (ingest, the outbox and
+        tracking set both from the contact), and erasure deletes the events with it."""
+        if not parts or not all(isinstance(n, EventCondition | EmailCondition) for n, _ in parts):
+            return None
+        best: tuple[float, int, _EventSet] | None = None
+        for i, (node, negate) in enumerate(parts):
+            if negate:
+                continue
+            if isinstance(node, EventCondition):
+                found = self.event_set(node)
+            else:
+                found = self.email_set(cast(EmailCondition, node))
+            if found.rows is None or not found.positive:
+                continue
+            window = getattr(node, "window", None)
+            span = _window_seconds(window)
+            if best is None or span < best[0]:
+                best = (span, i, found)
+        if best is None:
+            return None
+        _, index, found = best
+        rows = found.rows
+        assert rows is not None
+        column = rows.selected_columns[0]
+        if not found.grouped:
+            rows = rows.group_by(column)
+        return index, rows.with_only_columns(column.label("id")).subquery()
+
+
+@dataclass(frozen=True)
+class _EventSet:
+    """The contacts a behaviour condition is about: with ``positive`` the members are
+    those ``rows`` selects (column ``contact_id``; one row per contact when
+    ``grouped``), otherwise everyone else. ``rows`` None: nobody (positive) or
+    everybody (not positive), whatever the data."""
+
+    rows: Select[Any] | None
+    positive: bool
+    grouped: bool
+
+
+def _grouped(
+    e: FromClause, tests: list[ColumnElement[bool]], having: ColumnElement[bool], *, positive: bool
+) -> _EventSet:
+    rows = select(e.c.contact_id).where(*tests).group_by(e.c.contact_id).having(having)
+    return _EventSet(rows, positive=positive, grouped=True)
+
+
+def _counted(e: FromClause, tests: list[ColumnElement[bool]], count: Count | None) -> _EventSet:
+    if count is None or count.existence:
+        rows = select(e.c.contact_id).where(*tests)
+        if count is None or (count.holds(1) and not count.holds(0)):
+            return _EventSet(rows, positive=True, grouped=False)
+        if count.holds(0) and not count.holds(1):
+            return _EventSet(rows, positive=False, grouped=False)
+        return _EventSet(None, positive=not count.holds(0), grouped=False)
+    n = func.count()
+    if count.holds(0):
+        return _grouped(e, tests, not_(_count_test(n, count)), positive=False)
+    return _grouped(e, tests, _count_test(n, count), positive=True)
+
+
+def _window_seconds(window: Any) -> float:
+    if window is None or window.ever:
+        return float("inf")
+    if window.last is not None:
+        return timing.span(window.last.days, window.last.hours).total_seconds()
+    low = timing.parse_moment(window.between[0])[0]
+    high = timing.parse_moment(window.between[1])[0]
+    return (high - low).total_seconds() + 86400
 
 
 def _aggregate_holds(agg: Aggregate, value: float) -> bool:
@@ -460,10 +548,20 @@ def compile_members(
 ) -> Select[int]:
     """The contacts of ``workspace_id`` matching ``defn`` at ``now``, as one column
     ``contact_id``; ``contact_ids`` narrows it to those contacts (incremental updates)."""
-    predicate = _Compiler(defn, workspace_id, now).node(defn.root, CONTACTS)
-    stmt = select(CONTACTS.c.id.label("contact_id")).where(
-        CONTACTS.c.workspace_id == workspace_id, predicate
-    )
+    compiler = _Compiler(defn, workspace_id, now)
+    parts = compiler.conjuncts(defn.root)
+    driving = compiler.driver(parts)
+    if driving is not None:
+        index, found = driving
+        rest = [compiler.node(n, found, neg) for i, (n, neg) in enumerate(parts) if i != index]
+        stmt = select(found.c.id.label("contact_id")).where(*rest)
+        ids = found.c.id
+    else:
+        predicate = compiler.node(defn.root, CONTACTS)
+        stmt = select(CONTACTS.c.id.label("contact_id")).where(
+            CONTACTS.c.workspace_id == workspace_id, predicate
+        )
+        ids = CONTACTS.c.id
     if contact_ids is not None:
-        stmt = stmt.where(CONTACTS.c.id.in_(list(contact_ids)))
+        stmt = stmt.where(ids.in_(list(contact_ids)))
     return stmt

@@ -249,7 +249,7 @@ class _Evaluator:
                 cond.workflow is None
                 or jsonsql.py_text(e.properties, WORKFLOW_KEY) == cond.workflow
             )
-            and (cond.include_machine or jsonsql.py_boolean(e.properties, MACHINE_KEY) is not True)
+            and (cond.include_machine or not jsonsql.py_is_true(e.properties, MACHINE_KEY))
         ]
         return self._count(len(found), cond.count)
 

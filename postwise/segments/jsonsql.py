@@ -15,6 +15,7 @@ reader        JSON type accepted     PostgreSQL                          SQLite
 ``day``       string ``YYYY-MM-DD…`` its first 10 characters             same
 ``is_set``    anything but null      type not NULL and not ``'null'``    same
 ``is_array``  array                  ``'array'``                         same
+``is_true``   true                   ``-> key = 'true'::jsonb``          ``json_type = 'true'``
 ============  =====================  ==================================  =================
 
 The key is always a bound parameter (a JSON path ``$."key"`` on SQLite); keys that
@@ -40,7 +41,7 @@ _PG_DAY_REGEX = "^[0-9]{4}-[0-9]{2}-[0-9]{2}"
 _SQLITE_DAY_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*"
 
 
-class _JsonRead(FunctionElement[Any]):
+class JsonRead(FunctionElement[Any]):
     """``reader(column, key)``; compiled per dialect below."""
 
     inherit_cache = True
@@ -50,40 +51,49 @@ class _JsonRead(FunctionElement[Any]):
         super().__init__(column, bindparam(None, key, type_=String(), unique=True))
 
 
-class json_text(_JsonRead):  # noqa: N801 - reads like a SQL function
+class json_text(JsonRead):  # noqa: N801 - reads like a SQL function
     type: TypeEngine[Any] = String()
     inherit_cache = True
     kind = "text"
 
 
-class json_number(_JsonRead):  # noqa: N801
+class json_number(JsonRead):  # noqa: N801
     type = Float()
     inherit_cache = True
     kind = "number"
 
 
-class json_boolean(_JsonRead):  # noqa: N801
+class json_boolean(JsonRead):  # noqa: N801
     type = Boolean()
     inherit_cache = True
     kind = "boolean"
 
 
-class json_day(_JsonRead):  # noqa: N801
+class json_day(JsonRead):  # noqa: N801
     type = String()
     inherit_cache = True
     kind = "day"
 
 
-class json_is_set(_JsonRead):  # noqa: N801
+class json_is_set(JsonRead):  # noqa: N801
     type = Boolean()
     inherit_cache = True
     kind = "is_set"
 
 
-class json_is_array(_JsonRead):  # noqa: N801
+class json_is_array(JsonRead):  # noqa: N801
     type = Boolean()
     inherit_cache = True
     kind = "is_array"
+
+
+class json_is_true(JsonRead):  # noqa: N801
+    """The value is JSON ``true``; never NULL (the human-only filter runs on every
+    email event of a window, so it is one cheap test rather than a typed read)."""
+
+    type = Boolean()
+    inherit_cache = True
+    kind = "is_true"
 
 
 class json_has_item(FunctionElement[Any]):  # noqa: N801
@@ -104,8 +114,8 @@ def _parts(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> l
     return [compiler.process(clause, **kw) for clause in element.clauses]
 
 
-@compiles(_JsonRead, "postgresql")
-def _pg_read(element: _JsonRead, compiler: SQLCompiler, **kw: Any) -> str:
+@compiles(JsonRead, "postgresql")
+def _pg_read(element: JsonRead, compiler: SQLCompiler, **kw: Any) -> str:
     column, key = _parts(element, compiler, **kw)
     key = f"CAST({key} AS TEXT)"
     typeof = f"jsonb_typeof({column} -> {key})"
@@ -123,6 +133,8 @@ def _pg_read(element: _JsonRead, compiler: SQLCompiler, **kw: Any) -> str:
         )
     if element.kind == "is_array":
         return f"(coalesce({typeof}, 'null') = 'array')"
+    if element.kind == "is_true":
+        return f"coalesce(({column} -> {key}) = CAST('true' AS JSONB), false)"
     return f"(coalesce({typeof}, 'null') <> 'null')"
 
 
@@ -131,8 +143,8 @@ def _sqlite_path(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any
     return [column, f"('$.\"' || {key} || '\"')"]
 
 
-@compiles(_JsonRead, "sqlite")
-def _sqlite_read(element: _JsonRead, compiler: SQLCompiler, **kw: Any) -> str:
+@compiles(JsonRead, "sqlite")
+def _sqlite_read(element: JsonRead, compiler: SQLCompiler, **kw: Any) -> str:
     column, path = _sqlite_path(element, compiler, **kw)
     typeof = f"json_type({column}, {path})"
     value = f"json_extract({column}, {path})"
@@ -149,6 +161,8 @@ def _sqlite_read(element: _JsonRead, compiler: SQLCompiler, **kw: Any) -> str:
         )
     if element.kind == "is_array":
         return f"(coalesce({typeof}, 'null') = 'array')"
+    if element.kind == "is_true":
+        return f"coalesce({typeof} = 'true', 0)"
     return f"(coalesce({typeof}, 'null') <> 'null')"
 
 
@@ -206,6 +220,10 @@ def py_is_set(doc: Mapping[str, Any] | None, key: str) -> bool:
 
 def py_is_array(doc: Mapping[str, Any] | None, key: str) -> bool:
     return isinstance((doc or {}).get(key), list)
+
+
+def py_is_true(doc: Mapping[str, Any] | None, key: str) -> bool:
+    return (doc or {}).get(key) is True
 
 
 def py_has_item(doc: Mapping[str, Any] | None, key: str, item: str) -> bool:
