@@ -613,8 +613,13 @@ def _enrich_from_text(found: list[_Found], error_text: str) -> None:
     """A DSN's human-readable part often says more (the remote sentence, the command)."""
     if not error_text.strip():
         return
-    by_rcpt = {f.recipient: f for f in _scan_text(error_text, set()) if f.recipient}
     whole = _collapse(error_text)[: MAX_DIAGNOSTIC * 2]
+    if all(f.recipient and f.diagnostic and not classifier.is_vague(f.diagnostic) for f in found):
+        command = _command(whole)  # the report says enough: only the command is missing
+        for item in found:
+            item.command = item.command or command
+        return
+    by_rcpt = {f.recipient: f for f in _scan_text(error_text, set()) if f.recipient}
     for item in found:
         hit = by_rcpt.get(item.recipient) if item.recipient else None
         if hit is None and len(found) == 1 and len(by_rcpt) == 1:
