@@ -23,6 +23,7 @@ The reference is docs/workflows.md.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -692,7 +693,7 @@ class _Run:
         self.commands.append(
             SendEmailCommand(
                 self.key(step.id), step.id, step.template, step.sender, step.marketing,
-                dict(self.state.data),
+                copy.deepcopy(self.state.data),
             )
         )  # fmt: skip
         self.record(step.id, "sent")

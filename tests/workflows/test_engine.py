@@ -38,6 +38,7 @@ from postwise.workflows.engine import (
     next_time_of_day,
     split_draw,
 )
+from postwise.workflows.references import workflow_references
 from postwise.workflows.triggers import PastEnrollments, date_trigger_due, may_enroll
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -362,3 +363,15 @@ def test_triggers_and_reentry() -> None:
     assert may_enroll(always, PastEnrollments(False, 3, utc(2026, 3, 9)), now)
     assert not may_enroll(cooldown, PastEnrollments(False, 1, utc(2026, 3, 4)), now)
     assert may_enroll(cooldown, PastEnrollments(False, 1, utc(2026, 3, 3)), now)
+
+
+def test_references_of_conditions_and_segment_goals() -> None:
+    wf = workflow(
+        {"id": "c", "type": "condition", "segment": {"list": 3}, "yes": "w", "no": "w"},
+        {"id": "w", "type": "wait_until", "attribute": "renews_on"},
+        goal={"segment": {"event": "Order Completed", "window": {"last": {"days": 1}}}},
+    )
+    refs = workflow_references(wf)
+    assert refs.segment_facts and [sorted(r.list_ids) for r in refs.conditions] == [[3], []]
+    assert refs.conditions[1].event_names == {"Order Completed"}
+    assert refs.date_attributes == {"renews_on"}

@@ -10,6 +10,7 @@ import pytest
 from postwise.messages.templates import TemplateSource, compile_template
 from postwise.workflows.definition import InvalidWorkflow, WorkflowContext
 from postwise.workflows.playbooks import KEYS, playbook, playbooks
+from postwise.workflows.references import workflow_references
 from tests.workflows.simulate import (
     AddToListCommand,
     CallWebhookCommand,
@@ -453,3 +454,21 @@ def test_template_seeds_render_with_the_data_the_journeys_pass() -> None:
     assert rendered["lead_download"].subject == "Your download: B2B email guide"
     assert "order A-1" in rendered["purchase_thanks"].html
     assert rendered["welcome_1"].subject == "Welcome to Acme, Ada"
+
+
+def test_references_of_the_playbooks() -> None:
+    lead_refs = workflow_references(playbook("lead_nurture").workflow())
+    assert lead_refs.trigger_events == {"Lead Magnet Downloaded"}
+    assert lead_refs.live_events == {
+        "Lead Magnet Downloaded",
+        "Demo Booked",
+        "Consultation Booked",
+    }
+    assert lead_refs.lists == {"Sales Qualified Lead"} and lead_refs.webhook_secrets == {"sales"}
+    assert len(lead_refs.templates) == 5 and not lead_refs.segment_facts
+    sunset = workflow_references(playbook("reengagement_sunset").workflow({"inactive_segment": 7}))
+    assert sunset.trigger_segments == {7} and sunset.trigger_events == frozenset()
+    assert sunset.live_events == {"Email Opened", "Email Clicked"}
+    assert workflow_references(playbook("birthday").workflow()).date_attributes == {"birthday"}
+    welcome = workflow_references(playbook("welcome").workflow())
+    assert welcome.lists == {"Newsletter"}
