@@ -215,6 +215,7 @@ def _panel(
 
 def _start_worker(db: Database, settings: Settings) -> Worker:
     """The tasks and daily housekeeping of ``postwise worker``, on a thread of this process."""
+    from postwise.bounces import jobs as bounce_jobs
     from postwise.cli.worker import TASK_MODULES
     from postwise.delivery import service as delivery_service
     from postwise.jobs import builtin
@@ -229,6 +230,7 @@ def _start_worker(db: Database, settings: Settings) -> Worker:
         delivery_service.kick(session)  # mail left queued by the last run goes out
         retention.ensure_purge_scheduled(session)
         segment_jobs.ensure_sweep_scheduled(session)
+        bounce_jobs.ensure_poll_scheduled(session, settings)
     worker = Worker(db, settings=settings)
     worker.start_in_thread()
     return worker

@@ -21,6 +21,7 @@ TASK_MODULES: tuple[str, ...] = (
     "postwise.contacts.import_runs",
     "postwise.tracking.retention",
     "postwise.segments.jobs",
+    "postwise.bounces.jobs",
 )
 
 jobs_app = typer.Typer(help="The background job queue.", no_args_is_help=True)
@@ -60,6 +61,7 @@ def worker(
     metrics_host: str = typer.Option("127.0.0.1", "--metrics-host"),
 ) -> None:
     """Run background jobs until SIGTERM or Ctrl-C (the job in hand is finished first)."""
+    from postwise.bounces import jobs as bounce_jobs
     from postwise.jobs import builtin
     from postwise.jobs.runner import Worker
     from postwise.segments import jobs as segment_jobs
@@ -74,6 +76,7 @@ def worker(
                 builtin.ensure_cleanup_scheduled(session)
                 retention.ensure_purge_scheduled(session)
                 segment_jobs.ensure_sweep_scheduled(session)
+                bounce_jobs.ensure_poll_scheduled(session)
     except SQLAlchemyError as exc:
         fail(f"cannot use the job table ({type(exc).__name__}); run `postwise db upgrade` first")
     if metrics_port:

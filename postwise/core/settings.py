@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     bounce_imap_username: str = ""
     bounce_imap_password: SecretStr | None = None
     bounce_imap_mailbox: str = "INBOX"
+    bounce_imap_poll_seconds: int = Field(
+        default=300, ge=10, description="Workers poll the bounce mailbox this often."
+    )
     bounce_sendgrid_public_key: str = Field(
         default="", description="SendGrid signed-webhook key (base64 DER); empty: unsigned."
     )
