@@ -212,10 +212,10 @@ def classify(
     by_code = status_reason(status)
     code_key = "x." + status.partition(".")[2] if status else ""
     reason = said or (None if action == "delayed" else by_code)
-    if code_key in phrases.STATUS_OVER_PHRASE or (
-        said == "userunknown" and code_key in phrases.STATUS_OVER_USERUNKNOWN
-    ):
+    if code_key in phrases.STATUS_OVER_PHRASE:
         reason = by_code
+    elif said == "userunknown" and code_key in phrases.STATUS_OVER_USERUNKNOWN:
+        reason = "filtered" if command != "RCPT" else said
     if reason == "userunknown" and command == "DATA" and not code_key.startswith("x.1."):
         reason = "filtered"  # the address was accepted at RCPT: a filter said "unknown"
     if command in _GREETING and reason in ("onhold", "undefined", None):

@@ -749,7 +749,10 @@ def _recipient_on(line: str) -> tuple[str | None, str, str]:
             addr = _clean_address(m.group("addr"))
             if formats.NOT_RECIPIENT.search(addr):
                 return None, "", ""
-            return addr, line[: m.start()].strip(" .:"), line[m.end() :].strip(" .:")
+            before = line[: m.start()].strip(" .:")
+            if "rcpt to" in m.group(0).lower():  # keep the command the remote answered
+                before = _join(before, "RCPT TO")
+            return addr, before, line[m.end() :].strip(" .:")
     return None, "", ""
 
 

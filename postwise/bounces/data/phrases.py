@@ -559,7 +559,7 @@ STATUS: dict[str, str] = {
 
 # Codes whose meaning beats a sentence that only says "user unknown": a 5.2.0 "user
 # unknown" comes from a filter, and a 4.4.7 is a message that waited too long.
-STATUS_OVER_USERUNKNOWN = frozenset({"x.2.0"})
+STATUS_OVER_USERUNKNOWN = frozenset({"x.2.0", "x.2.1"})
 STATUS_OVER_PHRASE = frozenset({"x.2.3", "x.7.13", "x.7.26"})
 
 # SMTP reply codes that mean one thing whatever the sentence says.
