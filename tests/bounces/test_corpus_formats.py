@@ -269,6 +269,8 @@ def test_dsn_codes_are_carried() -> None:
         ("5.1.1", 550, "", None, "userunknown", True),  # the code alone
         ("5.0.0", 550, "User unknown", "DATA", "filtered", False),  # accepted at RCPT
         ("5.1.1", 550, "User unknown", "DATA", "userunknown", True),  # the code says so
+        ("5.2.1", 550, "User unknown", None, "filtered", False),  # a mailbox-status code
+        ("5.2.1", 550, "User unknown", "RCPT", "userunknown", True),  # ... said at RCPT
         ("5.0.0", 550, "Access denied", "MAIL", "rejected", False),  # the sender refused
         ("5.0.0", 554, "Rejected", "EHLO", "blocked", False),  # the host refused
         ("4.2.2", 452, "Mailbox full", None, "mailboxfull", False),
