@@ -160,7 +160,7 @@ AUTOREPLY_SUBJECT = re.compile(
 
 # Feedback-loop reports sent without a message/feedback-report part (Hotmail JMRP, ...):
 # the header names the complained-about recipient.
-FEEDBACK_HEADERS = ("X-HmXmrOriginalRecipient", "X-Original-Rcpt-To")
+FEEDBACK_HEADERS = ("X-HmXmrOriginalRecipient",)
 
 # Unsubscribe requests sent by mail clients as a message of their own: header, value
 # pattern, feedback type. The complaining address is the message's From.
