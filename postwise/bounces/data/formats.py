@@ -153,8 +153,9 @@ AUTOREPLY_HEADERS = [
 ]
 AUTOREPLY_SUBJECT = re.compile(
     r"\b(?:auto(?:matic)?[ -]?(?:reply|response|antwort)|out of (?:the )?office|vacation|"
-    r"away (?:until|from)|on leave|abwesenheit|absence|r[ée]ponse automatique|"
-    r"respuesta autom[aá]tica|risposta automatica|ooo)\b|自動(?:応答|返信)|不在",
+    r"away (?:until|from)|on leave|abwesenheit\w*|absence|r[ée]ponse automatique|"
+    r"respuesta autom[aá]tica|fuera de la oficina|risposta automatica|automatisch antwoord|"
+    r"afwezig|ooo)\b|自動(?:応答|返信)|不在",
     _I,
 )
 
