@@ -23,7 +23,6 @@ The reference is docs/workflows.md.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -426,9 +425,9 @@ def event_matches(
 def remember_event(data: dict[str, Any], name: str, properties: Mapping[str, Any]) -> None:
     """Keep an event's properties in the enrollment's ``data["events"][name]`` (oldest
     first, at most ``EVENTS_KEPT``), where templates find them (the cart's items)."""
-    kept = data.setdefault("events", {}).setdefault(name, [])
-    kept.append(dict(properties))
-    del kept[:-EVENTS_KEPT]
+    events = dict(data.get("events") or {})  # copy on write: nested values are never
+    events[name] = [*events.get(name, ()), dict(properties)][-EVENTS_KEPT:]  # changed in place
+    data["events"] = events
 
 
 # --- advance ----------------------------------------------------------------------------
@@ -442,7 +441,16 @@ def advance(
     An enrollment that is live afterwards always gets exactly one ``ScheduleWake`` (its
     next wake-up, repeated when nothing moved) and one that ended exactly one ``Exit``;
     a finished enrollment ignores every stimulus (no commands)."""
-    run = _Run(workflow, state.model_copy(deep=True), _utc(now), facts)
+    # Only the top-level containers are ever changed (nested values are replaced, not
+    # mutated), so copying them is enough to leave the caller's state untouched.
+    mine = state.model_copy(
+        update={
+            "visits": dict(state.visits),
+            "history": list(state.history),
+            "data": dict(state.data),
+        }
+    )
+    run = _Run(workflow, mine, _utc(now), facts)
     run.handle(stimulus)
     if run.state.status == "active" and not any(isinstance(c, ScheduleWake) for c in run.commands):
         run.repark()  # every outcome of a live enrollment says when it wakes next
@@ -693,7 +701,7 @@ class _Run:
         self.commands.append(
             SendEmailCommand(
                 self.key(step.id), step.id, step.template, step.sender, step.marketing,
-                copy.deepcopy(self.state.data),
+                dict(self.state.data),
             )
         )  # fmt: skip
         self.record(step.id, "sent")

@@ -314,6 +314,7 @@ def test_state_is_json_and_replays_identically() -> None:
         {"id": "hi", "type": "send_email", "template": "t"},
         {"id": "w", "type": "wait", "duration": {"hours": 5}},
         {"id": "bye", "type": "send_email", "template": "u"},
+        triggers=[{"type": "event", "event": "Signed Up"}],
     )
     now = utc(2026, 3, 2, 9)
     first = advance(
@@ -337,6 +338,13 @@ def test_state_is_json_and_replays_identically() -> None:
         ("bye", "sent"),
     ]
     assert a.state.exit_reason == "completed" and a.state.exited_at == later
+    # The caller's state is never changed, nor the data a send carried.
+    before = first.state.model_copy(deep=True)
+    sent_data = json.dumps(sends(first)[0].data)
+    joined = advance(wf, first.state, EventArrived("Signed Up", {"a": 2}), now, Facts())
+    assert joined.state.data["events"]["Signed Up"] == [{"a": 1}, {"a": 2}]
+    advance(wf, joined.state, Wake(), later, Facts())
+    assert first.state == before and json.dumps(sends(first)[0].data) == sent_data
     # Enroll twice is not a second start.
     again = advance(wf, first.state, Enroll(), now, Facts())
     assert sends(again) == [] and again.wake_at == first.wake_at
