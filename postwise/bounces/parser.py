@@ -133,7 +133,6 @@ def _parse(raw: bytes) -> ParsedMessage:
     if ses is not None:
         return _from_ses(ses, base)
 
-    sender_side = _sender_addresses(head, original)
     found: list[_Found] = []
     reporting_mta = None
     if pieces.delivery_status:
@@ -150,7 +149,7 @@ def _parse(raw: bytes) -> ParsedMessage:
         return base
     text_bounce = not found
     if text_bounce:
-        found = _scan_text(error_text, sender_side)
+        found = _scan_text(error_text, _sender_addresses(head, original))
     to = _first_address(original.get("to")) if original else None
     if not found:
         found = [_Found(recipient=to, diagnostic=_collapse(error_text)[:MAX_DIAGNOSTIC])]
