@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from postwise.core import clock
 from postwise.core.errors import NotFound, ValidationFailed
+from postwise.segments import changes as segment_changes
 from postwise.storage.database import Database
 from postwise.storage.tables import Event, OutboxMessage
 from postwise.storage.tenancy import workspace_of
@@ -299,6 +300,9 @@ def _event(session: Session, row: Claimed, name: str, key: str, properties: dict
             index_elements=["workspace_id", "message_id"],
             index_where=_EVENTS.c.message_id.is_not(None),
         )
+    )
+    segment_changes.note(
+        session, [row.contact_id], [segment_changes.event_key(name)], workspace_id=row.workspace_id
     )
 
 

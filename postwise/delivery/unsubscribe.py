@@ -20,6 +20,7 @@ from postwise.contacts import actions, lists
 from postwise.core import clock
 from postwise.core.errors import NotFound
 from postwise.delivery import outbox
+from postwise.segments import changes as segment_changes
 from postwise.storage.tables import Event, ListMembership, MailingList
 from postwise.storage.tenancy import workspace_of
 from postwise.tracking.tokens import TokenKind, TokenSigner
@@ -63,6 +64,8 @@ def _event(session: Session, ref: Ref, list_id: int | None) -> None:
                 received_at=now,
             )
         )
+        keys = [segment_changes.event_key("Unsubscribed")]
+        segment_changes.note(session, [ref.contact_id], keys, workspace_id=ref.workspace_id)
 
 
 def one_click(session: Session, ref: Ref) -> None:

@@ -45,6 +45,7 @@ from postwise.privacy.footprint import (
 )
 from postwise.privacy.hashing import AddressHasher, suppression_form
 from postwise.privacy.suppression import ADDRESS, record_erasure_hash
+from postwise.segments import changes as segment_changes
 from postwise.storage.tables import Contact, Erasure, Suppression
 
 
@@ -99,6 +100,7 @@ def erase_address(
     redacted: Counter[str] = Counter()
 
     if person.contact_ids:
+        segment_changes.contacts_leaving(session, person.contact_ids)  # member counts
         for table in linked_tables():
             criteria = owned_criteria(table, person)
             result = session.execute(delete(model_for(table)).where(criteria))

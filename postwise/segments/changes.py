@@ -6,8 +6,10 @@ call ``note`` with the contact ids and *what* changed, as change keys: ``event:N
 Notes collect in the session; just before the transaction commits they become
 ``segments.reevaluate`` jobs (one per ``MAX_CONTACTS_PER_JOB`` contacts) in that same
 transaction, so the writer pays for one INSERT per batch, not a segment evaluation,
-and a rolled-back write leaves no job behind. A workspace without active segments
-gets no job at all. See docs/segments.md (real-time membership).
+and a rolled-back write leaves no job behind. Only contacts whose changes some active
+segment can see are sent (``relevant``: the segments' triggers, from their parsed
+definitions, cached per process); a workspace without active segments costs one
+indexed probe. See docs/segments.md (real time).
 
 Writers that use a Core ``Connection`` instead of a session (the open pixel and click
 redirect) call ``enqueue_now``, which writes the job on that connection at once.
@@ -15,14 +17,15 @@ redirect) call ``enqueue_now``, which writes the job on that connection at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, event, func, select, update
 from sqlalchemy.orm import Session
 
+from postwise.storage import tenancy
 from postwise.storage.tables import Segment, SegmentMembership
-from postwise.storage.tenancy import workspace_of
 
 REEVALUATE = "segments.reevaluate"
 QUEUE = "default"
@@ -69,7 +72,7 @@ def note(
     ids = [c for c in contact_ids if c is not None]
     if not ids or not keys:
         return
-    ws = workspace_id if workspace_id is not None else workspace_of(session)
+    ws = workspace_id if workspace_id is not None else tenancy.workspace_of(session)
     pending: Pending = session.info.setdefault(_INFO_KEY, {})
     contacts = pending.setdefault(ws, {})
     for contact_id in ids:
@@ -80,7 +83,7 @@ def note_pairs(
     session: Session, pairs: Iterable[tuple[int | None, str]], *, workspace_id: int | None = None
 ) -> None:
     """``note`` for many (contact id, change key) pairs, e.g. the events of one batch."""
-    ws = workspace_id if workspace_id is not None else workspace_of(session)
+    ws = workspace_id if workspace_id is not None else tenancy.workspace_of(session)
     pending: Pending = session.info.setdefault(_INFO_KEY, {})
     contacts = pending.setdefault(ws, {})
     for contact_id, key in pairs:
@@ -106,14 +109,50 @@ def _has_segments(session: Session, workspace_id: int) -> bool:
     return found is not None
 
 
+@contextmanager
+def _tenant_view(session: Session, workspace_id: int) -> Iterator[Session]:
+    """``session`` if it is bound to the workspace, else a read-only tenant session on
+    its connection (a system session's writer, e.g. the deliverer)."""
+    try:
+        bound: int | None = tenancy.workspace_of(session)
+    except RuntimeError:
+        bound = None
+    if bound == workspace_id:
+        yield session
+        return
+    scoped = Session(bind=session.connection(), join_transaction_mode="rollback_only")
+    tenancy.bind(scoped, workspace_id)
+    try:
+        yield scoped
+    finally:
+        scoped.close()
+
+
+def relevant(
+    session: Session, workspace_id: int, contacts: Mapping[int, set[str]]
+) -> dict[int, set[str]]:
+    """The contacts whose changes at least one active segment can see (its triggers)."""
+    if not contacts or not _has_segments(session, workspace_id):
+        return {}
+    from postwise.segments import catalog  # the engine loads only where segments exist
+
+    with _tenant_view(session, workspace_id) as scoped:
+        segments = catalog.load(scoped)
+    return {
+        cid: keys
+        for cid, keys in contacts.items()
+        if any(segment.triggered_by(keys) for segment in segments)
+    }
+
+
 def _enqueue(session: Session, workspace_id: int, contacts: Mapping[int, set[str]]) -> None:
     from postwise.jobs import queue  # the queue imports storage; keep this module light
 
-    if not contacts or not _has_segments(session, workspace_id):
-        return
-    queue.enqueue_many(
-        session, REEVALUATE, payloads(contacts), queue=QUEUE, workspace_id=workspace_id
-    )
+    wanted = relevant(session, workspace_id, contacts)
+    if wanted:
+        queue.enqueue_many(
+            session, REEVALUATE, payloads(wanted), queue=QUEUE, workspace_id=workspace_id
+        )
 
 
 @event.listens_for(Session, "before_commit")

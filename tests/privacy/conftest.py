@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from postwise.contacts import actions, lists
 from postwise.privacy.hashing import AddressHasher
+from postwise.segments import membership, store
 from postwise.storage.database import Database
 from postwise.storage.tables import (
     Base,
@@ -147,6 +148,12 @@ def seed(db: Database, ws: int, other_ws: int) -> Seeded:
                 actor="cli",
             )
         )
+        british = store.create_segment(
+            s,
+            store.SegmentInput("British", {"field": "contact.country", "op": "eq", "value": "GB"}),
+            refresh=False,
+        )
+        membership.refresh(s, british.id)  # Ada's stay, and her segment.entered event
         seeded_ada, seeded_bob = ada.id, bob.id
     with db.system() as s:
         s.add(

@@ -28,6 +28,7 @@ from postwise.storage.tables import (
     ContactChange,
     Erasure,
     Event,
+    Segment,
     Suppression,
 )
 from postwise.workspaces.actions import NewWorkspace
@@ -52,6 +53,7 @@ SEEDED_LINKED = {
     "identities",
     "list_memberships",
     "outbox",
+    "segment_memberships",
 }
 
 
@@ -88,7 +90,12 @@ def test_export_holds_every_row_of_the_person_and_nothing_of_others(
     assert len(records["consents"]) == 3  # the whole history, not the latest
     assert {c["kind"] for c in records["contact_changes"]} >= {"created", "updated", "unsubscribed"}
     assert [c["changes"]["email"] for c in records["contact_changes"] if c["kind"] == "updated"]
-    assert {e["name"] for e in records["events"]} == {"Viewed pricing", "Home", "Form submitted"}
+    assert {e["name"] for e in records["events"]} == {
+        "Viewed pricing", "Home", "Form submitted", "segment.entered"
+    }  # fmt: skip
+    assert [m["segment_id"] for m in records["segment_memberships"]] == [
+        e["properties"]["segment_id"] for e in records["events"] if e["type"] == "segment"
+    ]
     assert {m["list"] for m in document["lists"]} == {"News", "Events"}
     assert all(m["consent"]["ip"] == "198.51.100.7" for m in document["lists"])
     assert [r["payload"]["to"] for r in records["jobs"]] == [ADA]
@@ -123,7 +130,10 @@ def test_erasure_leaves_nothing_but_the_hash(
         assert needle.lower() not in audit_text
     assert receipt.contact_ids == [seeded.ada] == audit.former_contact_ids
     assert receipt.deleted["contacts"] == 1 and receipt.deleted["consents"] == 3
-    assert receipt.deleted["events"] == 3 and receipt.deleted["jobs"] == 1
+    assert receipt.deleted["events"] == 4 and receipt.deleted["jobs"] == 1  # + segment.entered
+    assert receipt.deleted["segment_memberships"] == 1
+    with db.tenant(a) as s:  # Ada's stay is gone and no longer counted
+        assert [seg.member_count for seg in s.scalars(select(Segment))] == [0]
     assert receipt.deleted["captured_messages"] == 1 and receipt.deleted["suppressions"] == 1
     assert receipt.redacted == {"events": 1}
     # Only hex hashes stand in for the two addresses; the domain entry is untouched.
