@@ -40,6 +40,7 @@ from postwise.workflows.definition import (
     Condition,
     EventTrigger,
     ExitStep,
+    InvalidWorkflow,
     QuietHours,
     RemoveFromList,
     SendEmail,
@@ -736,3 +737,41 @@ class _Run:
             self.go(self.wf.following(step.id))
             return
         self.park(Waiting(kind="until", until=target))
+
+
+# --- versions ---------------------------------------------------------------------------
+
+_PARKED_ON: Mapping[str, tuple[type, ...]] = {
+    "duration": (Wait, WaitUntil),
+    "until": (Wait, WaitUntil),
+    "event": (WaitForEvent,),
+    "send": (SendEmail,),
+}
+
+
+def migrate(state: State, workflow: Workflow, now: datetime) -> State:
+    """Move a running enrollment onto another version of its workflow (an explicit
+    migration; by default enrollments finish on the version they started on).
+
+    The enrollment keeps its step, visits, data and current wait (its deadline included)
+    as long as the new version has a step of that id that parks the same way; otherwise
+    ``InvalidWorkflow`` (``cannot_migrate``) names the step, and nothing changes.
+    """
+    if state.status != "active" or state.step is None:
+        return state.model_copy(deep=True)
+    step = workflow.steps.get(state.step)
+    waiting = state.waiting
+    fits = step is not None and (
+        waiting is None or isinstance(step, _PARKED_ON.get(waiting.kind, ()))
+    )
+    if not fits:
+        kind = f"waiting ({waiting.kind})" if waiting is not None else "on it"
+        raise InvalidWorkflow(
+            f"step {state.step!r}: enrollment {state.enrollment_id} is {kind} there and the "
+            "new version has no such step of a matching type",
+            code="cannot_migrate",
+            field=state.step,
+        )
+    moved = state.model_copy(deep=True)
+    moved.history.append(HistoryEntry(step=state.step, at=_utc(now), outcome="migrated"))
+    return moved

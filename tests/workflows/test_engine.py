@@ -13,7 +13,13 @@ import pytest
 
 from postwise.segments.facts import ContactFacts, EventFact
 from postwise.workflows.conditions import evaluator_for, goal_holds
-from postwise.workflows.definition import DateTrigger, Reentry, Workflow, parse_workflow
+from postwise.workflows.definition import (
+    DateTrigger,
+    InvalidWorkflow,
+    Reentry,
+    Workflow,
+    parse_workflow,
+)
 from postwise.workflows.engine import (
     AddToListCommand,
     CallWebhookCommand,
@@ -35,6 +41,7 @@ from postwise.workflows.engine import (
     advance,
     after_quiet_hours,
     cap_allows_at,
+    migrate,
     next_time_of_day,
     split_draw,
 )
@@ -383,3 +390,36 @@ def test_references_of_conditions_and_segment_goals() -> None:
     assert refs.segment_facts and [sorted(r.list_ids) for r in refs.conditions] == [[3], []]
     assert refs.conditions[1].event_names == {"Order Completed"}
     assert refs.date_attributes == {"renews_on"}
+
+
+def test_migrating_an_enrollment_to_a_new_version() -> None:
+    v1 = workflow(
+        {"id": "hi", "type": "send_email", "template": "t"},
+        {"id": "w", "type": "wait", "duration": {"days": 3}},
+        {"id": "bye", "type": "send_email", "template": "u"},
+    )
+    v2 = workflow(
+        {"id": "hi", "type": "send_email", "template": "t"},
+        {"id": "w", "type": "wait", "duration": {"days": 5}},
+        {"id": "extra", "type": "send_email", "template": "x"},
+        {"id": "bye", "type": "send_email", "template": "u"},
+    )
+    now = utc(2026, 3, 2, 9)
+    out = start(v1, now)
+    moved = migrate(out.state, v2, now + timedelta(hours=1))
+    assert moved.history[-1].outcome == "migrated" and moved.waiting == out.state.waiting
+    # The wait keeps its deadline; then the new version's steps follow.
+    woken = advance(v2, moved, Wake(), now + timedelta(days=3), Facts())
+    assert [s.template for s in sends(woken)] == ["x", "u"]
+    v3 = workflow(
+        {"id": "hi", "type": "send_email", "template": "t"},
+        {"id": "w", "type": "wait_for_event", "event": "E", "timeout": {"days": 1},
+         "on_event": "bye", "on_timeout": "bye"},
+        {"id": "bye", "type": "send_email", "template": "u"},
+    )  # fmt: skip
+    with pytest.raises(InvalidWorkflow) as exc:
+        migrate(out.state, v3, now)
+    assert exc.value.code == "cannot_migrate" and exc.value.field == "w"
+    assert "step 'w'" in exc.value.message
+    finished = advance(v1, out.state, Stop("x"), now, Facts()).state
+    assert migrate(finished, v3, now) == finished
