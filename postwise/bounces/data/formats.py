@@ -17,7 +17,7 @@ _I = re.IGNORECASE
 
 # Where the MTA's own words end and the returned original begins (searched in the body).
 ORIGINAL_BOUNDARY = re.compile(
-    r"^[ \t>]*(?:"
+    r"^[ \t>|]*(?:"
     + "|".join(
         [
             r"-+\s*(?:the\s+)?original message\b.*",  # Gmail, Google Groups, many
@@ -55,6 +55,7 @@ RECIPIENT_LINES = [
         rf"^(?:\d{{3}}[ -](?:\d\.\d{{1,3}}\.\d{{1,3}}\s+)?)?<(?P<addr>{ADDRESS})>\.\.\.",  # Sendmail
         rf"^(?:RCPT TO:\s*)?{_A}\s*$",  # Exim, many: the address alone on its line
         rf"^{_A}\s*[:;(\[]\s*",  # "a@b: text", "a@b (reason)"
+        rf"^{_A}\s*\.\.\.",  # "a@b ... unknown host"
         rf"^(?:recipient|address|addressee|rcpt to|user|e-?mail)s?\s*(?:address)?\s*:\s*{_A}",
         rf"\bSMTP=(?P<addr>{ADDRESS})",  # Exchange X.400 form: dda:SMTP=a@b;
         rf"\baddressed to\s+['\"<]?(?P<addr>{ADDRESS})",
