@@ -355,7 +355,7 @@ class Policies(_Model):
 
 
 class WorkflowDoc(_Model):
-    version: Literal[1] = 1
+    version: Literal[1] = FORMAT_VERSION  # type: ignore[assignment]
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=2000)
     triggers: list[Trigger] = Field(min_length=1, max_length=20)
@@ -373,12 +373,14 @@ class WorkflowContext:
     """What a definition is checked against in one workspace. ``None`` skips a check
     (a playbook is loaded before it is installed anywhere).
 
-    ``templates``: the ids and names/keys of templates (as text); ``lists``: list ids and
+    ``templates``: the ids and names/keys of templates (as text); ``senders``: sender
+    identities (ids or addresses, as text); ``lists``: list ids and
     names; ``webhook_secrets``: names of configured webhook secrets; ``segments``: the
     segment engine's context (attributes, stored segments for ``{"segment": id}``).
     """
 
     templates: frozenset[str] | None = None
+    senders: frozenset[str] | None = None
     lists: frozenset[int | str] | None = None
     webhook_secrets: frozenset[str] | None = None
     segments: SchemaContext = field(default_factory=SchemaContext)
@@ -646,6 +648,8 @@ def _check_step(
             raise _fail(
                 f"{path}.template", sid, f"unknown template {step.template!r}", "unknown_template"
             )
+        if step.sender is not None and ctx.senders is not None and step.sender not in ctx.senders:
+            raise _fail(f"{path}.sender", sid, f"unknown sender {step.sender!r}", "unknown_sender")
     elif isinstance(step, WaitUntil):
         if step.attribute is not None:
             _check_attribute(step.attribute, f"{path}.attribute", sid)
@@ -685,9 +689,9 @@ def _check_step(
 
 
 def waits(step: Any) -> bool:
-    """Does this step always hold the contact for some time? A ``wait_until`` on a date
-    attribute does not (a past date continues at once), nor one on a time of day alone
-    when combined with an attribute; a plain time-of-day wait always lands in the future."""
+    """Does this step always hold the contact for some time? A loop is safe only through
+    one. A ``wait_until`` on a date attribute does not (a past date continues at once);
+    a time-of-day one does (its next occurrence is strictly in the future)."""
     if isinstance(step, Wait | WaitForEvent):
         return True
     return isinstance(step, WaitUntil) and step.attribute is None

@@ -256,5 +256,8 @@ def test_webhook_and_lists() -> None:
     parse_workflow(linear({"id": "u", "type": "unsubscribe"}), CTX)
     err = refused(linear({"id": "up", "type": "update_attribute", "attribute": "a b", "value": 1}))
     assert err.field == "steps[0].attribute" and "step 'up'" in err.message
+    sender = linear({"id": "s", "type": "send_email", "template": "welcome", "sender": "x@y.z"})
+    err = refused(sender, WorkflowContext(senders=frozenset({"news@acme.example"})))
+    assert (err.code, err.field) == ("unknown_sender", "steps[0].sender")
     # No context: templates and lists are not checked (a playbook before installation).
     parse_workflow(linear({"id": "s", "type": "send_email", "template": "anything"}))
