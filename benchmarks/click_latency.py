@@ -36,7 +36,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks.tracking_ingest import _free_port, _wait_for
+from benchmarks.tracking_ingest import _cpu_seconds, _free_port, _wait_for
 
 SECRET = "click-latency-benchmark-secret"
 TARGET_P99_MS = 20.0
@@ -196,12 +196,6 @@ def _prepare(url: str, messages: int) -> list[str]:
     ]
     random.Random(7).shuffle(paths)
     return paths
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _phase(port: int, paths: list[str], args: argparse.Namespace, server: int) -> dict[str, Any]:

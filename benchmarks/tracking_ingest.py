@@ -28,12 +28,20 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 TARGET_EVENTS_PER_SECOND = 10_000
 TARGET_RATIO = 0.5
 BARE_PATH = "/bare/batch"
 INGEST_PATH = "/v1/batch"
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux ``/proc``): the server's cost per
+    request, which other load on the machine disturbs far less than its rate."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _free_port() -> int:
@@ -178,7 +186,10 @@ def _wait_for(port: int, server: subprocess.Popen[bytes]) -> None:
     raise SystemExit("the benchmark server did not start")
 
 
-def _round(url: str, key: str, args: argparse.Namespace, seed: int) -> float:
+def _round(
+    url: str, key: str, args: argparse.Namespace, seed: int, server: int
+) -> tuple[float, float]:
+    """(events per second, server CPU milliseconds per 1,000 events)."""
     command = [sys.executable, "-m", "benchmarks.tracking_ingest", "generate", "--target", url,
                "--key", key, "--batches", str(args.batches), "--batch-size", str(args.batch_size),
                "--connections", str(args.connections)]  # fmt: skip
@@ -196,6 +207,7 @@ def _round(url: str, key: str, args: argparse.Namespace, seed: int) -> float:
         if generator.stdout.readline().strip() != "ready":
             raise SystemExit("a load generator failed to start")
     started = time.perf_counter()
+    cpu = _cpu_seconds(server)
     for generator in generators:
         assert generator.stdin is not None
         generator.stdin.write("go\n")
@@ -205,10 +217,12 @@ def _round(url: str, key: str, args: argparse.Namespace, seed: int) -> float:
         out, _ = generator.communicate()
         results.append(json.loads(out.strip().splitlines()[-1]))
     elapsed = time.perf_counter() - started
+    cpu = _cpu_seconds(server) - cpu
     failures = sum(r["failures"] for r in results)
     if failures:
         raise SystemExit(f"{failures} requests to {url} failed")
-    return args.generators * args.batches * args.batch_size / elapsed
+    events = args.generators * args.batches * args.batch_size
+    return events / elapsed, cpu * 1000 / events * 1000
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -250,9 +264,17 @@ def main(argv: list[str] | None = None) -> None:
         base = f"http://127.0.0.1:{port}"
         bare: list[float] = []
         ingest: list[float] = []
+        bare_cpu: list[float] = []
+        ingest_cpu: list[float] = []
+        loads: list[float] = []
         for n in range(args.rounds):
-            bare.append(_round(base + BARE_PATH, key, args, seed=2 * n))
-            ingest.append(_round(base + INGEST_PATH, key, args, seed=2 * n + 1))
+            rate, cpu = _round(base + BARE_PATH, key, args, 2 * n, server.pid)
+            bare.append(rate)
+            bare_cpu.append(cpu)
+            rate, cpu = _round(base + INGEST_PATH, key, args, 2 * n + 1, server.pid)
+            ingest.append(rate)
+            ingest_cpu.append(cpu)
+            loads.append(os.getloadavg()[0])
     finally:
         server.terminate()
         server.wait(30)
@@ -269,6 +291,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  /v1/batch ingest   : {best_ingest:>9,.0f} events/s  (rounds: "
           f"{', '.join(f'{r:,.0f}' for r in ingest)})")  # fmt: skip
     print(f"  ratio ingest/bare  : {best_ingest / best_bare:.2f}")
+    print(f"  server CPU per 1,000 events: bare {min(bare_cpu):.1f} ms, ingest "
+          f"{min(ingest_cpu):.1f} ms (best round); load average per round: "
+          f"{', '.join(f'{x:.1f}' for x in loads)}")  # fmt: skip
     print(f"  stored {stored:,} of {sent:,} events sent")
     print(
         f"  target: >= {TARGET_EVENTS_PER_SECOND:,} events/s -> {best_ingest:,.0f}; "

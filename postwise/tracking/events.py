@@ -42,6 +42,18 @@ UTM_KEYS = {
 _ASCII_JSON = json.JSONEncoder(separators=(",", ":"))
 _UTF8_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # an escaped NUL, not an escaped backslash
+# The key of the raw call whose object becomes ``properties`` (``context`` is the other).
+_BODY_KEYS = {"track": "properties", "page": "properties", "screen": "properties",
+              "identify": "traits", "group": "traits"}  # fmt: skip
+_KEYS_OVERHEAD = 32  # '"context":' and '"properties":' with their commas
+
+
+def _size(raw: dict[str, Any]) -> int:
+    """The call's size as serialized JSON in UTF-8 (escaped non-ASCII is only longer)."""
+    text = _ASCII_JSON.encode(raw)
+    if len(text) <= MAX_EVENT_BYTES:
+        return len(text)
+    return len(_UTF8_JSON.encode(raw).encode())
 
 
 @dataclass(frozen=True)
@@ -91,6 +103,10 @@ class Call:
     sent_at: datetime | None
     group_id: str | None = None
     previous_id: str | None = None
+    # ``properties`` and ``context`` as compact JSON (non-ASCII escaped), encoded once by
+    # ``parse_batch`` for both the checks and the store.
+    properties_json: str = "{}"
+    context_json: str = "{}"
 
 
 class _Problems:
@@ -191,14 +207,6 @@ def _one(
             problems.add("type", "invalid_type", f"type must be one of: {', '.join(TYPES)}")
             return None
         kind = str(declared)
-    text = _ASCII_JSON.encode(raw)
-    # Escaped non-ASCII is longer than its UTF-8, so only a long event needs the exact size.
-    if len(text) > MAX_EVENT_BYTES and len(_UTF8_JSON.encode(raw).encode()) > MAX_EVENT_BYTES:
-        problems.add(None, "event_too_large", f"the event is over {MAX_EVENT_BYTES} bytes")
-        return None
-    if "\\u0000" in text and _NUL.search(text):  # PostgreSQL stores no NUL in text or jsonb
-        problems.add(None, "invalid_character", "the event contains a NUL character (\\u0000)")
-        return None
     user_id = _identifier(raw, "userId", problems)
     anonymous_id = _identifier(raw, "anonymousId", problems)
     given = len(problems.found) > before  # an id was sent but is unusable: said already
@@ -246,6 +254,25 @@ def _one(
         context["ip"] = ip
     if "campaign" not in context:
         _campaign_from_url(context)
+    # Each event is encoded once, here, in the pieces the store sends to PostgreSQL
+    # (ingest.py splices them into the batch's rows): the size and NUL checks read the
+    # same text. The pieces hold what was added above (context.ip, the campaign, a page's
+    # name), so their total bounds the event's own size from above; only an event near the
+    # limit is encoded whole to measure it exactly.
+    body_key = _BODY_KEYS.get(kind)
+    properties_json = _ASCII_JSON.encode(properties)
+    context_json = _ASCII_JSON.encode(context)
+    rest_json = _ASCII_JSON.encode(
+        {k: v for k, v in raw.items() if k != "context" and k != body_key}
+    )
+    bound = len(rest_json) + len(properties_json) + len(context_json) + _KEYS_OVERHEAD
+    if bound > MAX_EVENT_BYTES and _size(raw) > MAX_EVENT_BYTES:
+        problems.add(None, "event_too_large", f"the event is over {MAX_EVENT_BYTES} bytes")
+        return None
+    if any("\\u0000" in t and _NUL.search(t) for t in (rest_json, properties_json, context_json)):
+        # PostgreSQL stores no NUL in text or jsonb.
+        problems.add(None, "invalid_character", "the event contains a NUL character (\\u0000)")
+        return None
     return Call(
         index=problems.index,
         type=kind,
@@ -260,6 +287,8 @@ def _one(
         sent_at=sent_at,
         group_id=group_id,
         previous_id=previous_id,
+        properties_json=properties_json,
+        context_json=context_json,
     )
 
 

@@ -65,7 +65,27 @@ _SQLITE_INSERT = sqlite.insert(Event).on_conflict_do_nothing(
 )
 
 
-def _insert(session: Session, rows: list[dict[str, Any]]) -> int:
+def _rows_json(rows: list[dict[str, Any]], calls: list[Call]) -> str:
+    """The rows as one JSON array for ``_PG_INSERT``. ``properties`` and ``context`` are
+    spliced in as the text ``parse_batch`` already encoded (``Call.properties_json``):
+    only the short scalar fields are encoded here, so no event is encoded twice."""
+    texts: dict[datetime, str] = {}  # a batch shares receivedAt, sentAt and often timestamps
+
+    def iso(value: datetime) -> str:
+        text = texts.get(value)
+        if text is None:
+            text = texts[value] = value.isoformat()
+        return text
+
+    encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=iso).encode
+    parts = [
+        f'{encode(row)[:-1]},"properties":{call.properties_json},"context":{call.context_json}}}'
+        for row, call in zip(rows, calls, strict=True)
+    ]
+    return f"[{','.join(parts)}]"
+
+
+def _insert(session: Session, rows: list[dict[str, Any]], calls: list[Call]) -> int:
     """Insert the rows, skipping stored messageIds; how many were new.
 
     The (contact, event name) pairs of the new rows are noted for segment membership
@@ -73,20 +93,13 @@ def _insert(session: Session, rows: list[dict[str, Any]]) -> int:
     """
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        texts: dict[datetime, str] = {}  # a batch shares receivedAt, sentAt and often timestamps
-
-        def iso(value: datetime) -> str:
-            text = texts.get(value)
-            if text is None:
-                text = texts[value] = value.isoformat()
-            return text
-
-        encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=iso)
-        stored = connection.execute(_PG_INSERT, {"rows": encoder.encode(rows)}).all()
+        stored = connection.execute(_PG_INSERT, {"rows": _rows_json(rows, calls)}).all()
         segment_changes.note_pairs(
             session, ((cid, segment_changes.event_key(name)) for cid, name in stored)
         )
         return len(stored)
+    for row, call in zip(rows, calls, strict=True):
+        row["properties"], row["context"] = call.properties, call.context
     result = connection.execute(_SQLITE_INSERT, rows)
     # SQLite: contacts were resolved in Python; a duplicate noted too only costs a no-op.
     segment_changes.note_pairs(
@@ -131,8 +144,6 @@ def ingest(session: Session, calls: list[Call], *, received_at: datetime) -> Sto
             "user_id": c.user_id,
             "type": c.type,
             "name": c.name,
-            "properties": c.properties,
-            "context": c.context,
             "message_id": c.message_id,
             "occurred_at": c.occurred_at,
             "received_at": received_at,
@@ -144,7 +155,7 @@ def ingest(session: Session, calls: list[Call], *, received_at: datetime) -> Sto
     if on_postgres:
         for row, call in zip(rows, unique, strict=True):
             row["user_email"] = identity.user_email(call.user_id)
-    return Stored(len(calls), _insert(session, rows))
+    return Stored(len(calls), _insert(session, rows, unique))
 
 
 def _apply_identity_calls(
