@@ -18,7 +18,12 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from postwise.workflows.definition import InvalidWorkflow, Workflow, parse_workflow
+from postwise.workflows.definition import (
+    InvalidWorkflow,
+    Workflow,
+    WorkflowContext,
+    parse_workflow,
+)
 from postwise.workflows.engine import (
     Command,
     Enroll,
@@ -250,3 +255,46 @@ def test_parser_refuses_damaged_documents_only_with_invalid_workflow(
 def test_parser_on_arbitrary_json(doc: Any) -> None:
     with contextlib.suppress(InvalidWorkflow):
         parse_workflow(doc)
+
+
+DEFECTS = ["dangling", "missing_branch", "unknown_template", "bad_duration", "bad_percent"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(doc=workflows(), pick=st.integers(0, 10_000), defect=st.sampled_from(DEFECTS))
+def test_a_defect_in_any_step_is_reported_on_that_step(
+    doc: dict[str, Any], pick: int, defect: str
+) -> None:
+    """Break one step of a valid workflow in one way: the refusal names that step."""
+    kinds = {
+        "dangling": ["send_email", "update_attribute", "add_to_list", "webhook", "wait"],
+        "missing_branch": ["condition", "wait_for_event"],
+        "unknown_template": ["send_email"],
+        "bad_duration": ["wait", "wait_for_event"],
+        "bad_percent": ["split"],
+    }[defect]
+    candidates = [s for s in doc["steps"] if s["type"] in kinds]
+    if not candidates:
+        return
+    step = candidates[pick % len(candidates)]
+    if defect == "dangling":
+        step["next"] = "no-such-step"
+    elif defect == "missing_branch":
+        del step["no" if step["type"] == "condition" else "on_event"]
+    elif defect == "unknown_template":
+        step["template"] = "deleted"
+    elif defect == "bad_duration":
+        step["duration" if step["type"] == "wait" else "timeout"] = {"minutes": 0}
+    else:
+        step["branches"][0]["percent"] += 1
+    ctx = WorkflowContext(templates=frozenset({"a", "b"}))
+    try:
+        parse_workflow(doc, ctx)
+    except InvalidWorkflow as exc:
+        refusal: InvalidWorkflow | None = exc
+    else:
+        refusal = None
+    assert refusal is not None
+    index = doc["steps"].index(step)
+    assert refusal.field is not None and refusal.field.startswith(f"steps[{index}]")
+    assert f"step {step['id']!r}" in refusal.message
