@@ -25,6 +25,7 @@ from sqlalchemy import Connection, event, func, select, update
 from sqlalchemy.orm import Session
 
 from postwise.storage import tenancy
+from postwise.storage.database import Database
 from postwise.storage.tables import Segment, SegmentMembership
 
 REEVALUATE = "segments.reevaluate"
@@ -187,6 +188,15 @@ def contacts_leaving(session: Session, contact_ids: Iterable[int]) -> None:
             .values(member_count=Segment.member_count - count)
             .execution_options(synchronize_session=False)
         )
+
+
+def note_now(db: Database, workspace_id: int, contact_id: int | None, event_name: str) -> None:
+    """One event's note in a transaction of its own (the open pixel and click redirect,
+    after their response): a job if a segment of the workspace can see the event."""
+    if contact_id is None:
+        return
+    with db.tenant(workspace_id) as session:
+        note(session, [contact_id], [event_key(event_name)])
 
 
 def enqueue_now(

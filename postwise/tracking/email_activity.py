@@ -49,6 +49,7 @@ class Recorded:
     machine: bool
     reason: str | None
     url: str | None = None  # clicks: where to send the browser
+    contact_id: int | None = None  # for segments, re-evaluated after the response
 
 
 _COLUMNS = (
@@ -149,7 +150,7 @@ def record_open(db: Database, signer: TokenSigner, token: str, hit: Hit) -> Reco
             machines.Facts(hit.method, hit.user_agent, _since(row.sent_at, now), ip=hit.ip)
         )
         _insert(conn, row, OPENED, hit, now, {MACHINE_KEY: machine, MACHINE_REASON_KEY: reason})
-    return Recorded(row.workspace_id, row.id, machine, reason)
+    return Recorded(row.workspace_id, row.id, machine, reason, contact_id=row.contact_id)
 
 
 def _recent_links(rows: list[Any]) -> set[int]:
@@ -197,4 +198,4 @@ def record_click(db: Database, signer: TokenSigner, token: str, hit: Hit) -> Rec
         )
         props = {"url": url, "link_index": index, MACHINE_KEY: machine, MACHINE_REASON_KEY: reason}
         _insert(conn, row, CLICKED, hit, now, props)
-    return Recorded(row.workspace_id, row.id, machine, reason, url)
+    return Recorded(row.workspace_id, row.id, machine, reason, url, row.contact_id)

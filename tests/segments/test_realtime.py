@@ -70,3 +70,33 @@ def test_a_system_session_note_is_checked_against_the_workspace_segments(db: Dat
         [job] = s.scalars(queued).all()
     assert job.workspace_id == ws
     assert job.payload == {"contacts": {str(ann.contact_id): ["event:Email Sent"]}}
+
+
+def test_an_open_through_the_pixel_moves_the_contact_after_the_response(
+    db: Database, settings: Settings
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from postwise.api.app import create_app
+    from postwise.delivery import outbox
+    from postwise.tracking.tokens import TokenKind, TokenSigner
+
+    with db.system() as s:
+        ws = create_workspace(s, "Acme").workspace_id
+    with db.tenant(ws) as s:
+        [ann] = upsert_contacts(s, [{"email": "ann@corp.example"}], source="api")
+        opened = {"email": "opened", "window": {"last": {"days": 7}}}
+        segment = store.create_segment(s, store.SegmentInput("Openers", opened))
+        [outbox_id] = outbox.enqueue(
+            s, [outbox.NewMessage(email="ann@corp.example", contact_id=ann.contact_id)]
+        )
+    run_due(db)
+    token = TokenSigner(settings.resolved_secret_key()).sign(TokenKind.OPEN, outbox_id)
+    app_settings = settings.model_copy(update={"database_url": db.url, "environment": "test"})
+    client = TestClient(create_app(app_settings, db))  # no lifespan: no embedded worker
+    pixel = client.get(f"/o/{token}", headers={"user-agent": "Mozilla/5.0 (Windows NT 10.0)"})
+    client.close()
+    assert pixel.status_code == 200
+    run_due(db)
+    with db.tenant(ws) as s:
+        assert membership.current_members(s, segment.id) == {ann.contact_id}

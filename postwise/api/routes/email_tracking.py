@@ -12,7 +12,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import PlainTextResponse, RedirectResponse
+from starlette.background import BackgroundTask
 
+from postwise.segments import changes as segment_changes
 from postwise.storage.database import Database
 from postwise.tracking import email_activity
 from postwise.tracking.tokens import TokenSigner
@@ -52,6 +54,14 @@ def _hit(request: Request) -> email_activity.Hit:
     )
 
 
+def _segments(db: Database, recorded: email_activity.Recorded, event: str) -> BackgroundTask:
+    """Segment re-evaluation for the contact, noted after the response is sent, so the
+    pixel and the redirect wait for nothing (docs/segments.md#real-time)."""
+    return BackgroundTask(
+        segment_changes.note_now, db, recorded.workspace_id, recorded.contact_id, event
+    )
+
+
 def _not_found() -> Response:
     return PlainTextResponse("Not found", status_code=404, headers=NO_CACHE)
 
@@ -60,9 +70,11 @@ def _not_found() -> Response:
 @router.head("/o/{token}", include_in_schema=False)
 def open_pixel(token: Token, request: Request) -> Response:
     db, signer = _context(request)
-    if email_activity.record_open(db, signer, token, _hit(request)) is None:
+    recorded = email_activity.record_open(db, signer, token, _hit(request))
+    if recorded is None:
         return _not_found()
-    return Response(PIXEL, media_type="image/gif", headers=NO_CACHE)
+    background = _segments(db, recorded, email_activity.OPENED)
+    return Response(PIXEL, media_type="image/gif", headers=NO_CACHE, background=background)
 
 
 @router.get("/c/{token}", summary="Email click redirect")
@@ -72,4 +84,5 @@ def click_redirect(token: Token, request: Request) -> Response:
     recorded = email_activity.record_click(db, signer, token, _hit(request))
     if recorded is None or recorded.url is None:
         return _not_found()
-    return RedirectResponse(recorded.url, status_code=302, headers=NO_CACHE)
+    background = _segments(db, recorded, email_activity.CLICKED)
+    return RedirectResponse(recorded.url, status_code=302, headers=NO_CACHE, background=background)
