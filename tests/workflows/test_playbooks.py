@@ -9,6 +9,7 @@ import pytest
 
 from postwise.messages.templates import TemplateSource, compile_template
 from postwise.workflows.definition import InvalidWorkflow, WorkflowContext
+from postwise.workflows.outline import outline
 from postwise.workflows.playbooks import KEYS, playbook, playbooks
 from postwise.workflows.references import workflow_references
 from tests.workflows.simulate import (
@@ -472,3 +473,37 @@ def test_references_of_the_playbooks() -> None:
     assert workflow_references(playbook("birthday").workflow()).date_attributes == {"birthday"}
     welcome = workflow_references(playbook("welcome").workflow())
     assert welcome.lists == {"Newsletter"}
+
+
+def test_outline_reads_like_the_journey() -> None:
+    assert outline(playbook("lead_nurture").workflow()) == [
+        "Lead nurture",
+        "Starts: the contact performs Lead Magnet Downloaded",
+        "1. download_link: send 'lead_download' (transactional) -> wait_3d",
+        "2. wait_3d: wait 3 days -> case_study",
+        "3. case_study: send 'lead_case_study' -> wait_4d",
+        "4. wait_4d: wait 4 days -> consultation_offer",
+        "5. consultation_offer: send 'lead_consultation' -> await_booking",
+        "6. await_booking: wait up to 7 days for Demo Booked or Consultation Booked: "
+        "arrived -> to_sql, timed out -> testimonials",
+        "7. to_sql: add to list 'Sales Qualified Lead' -> notify_sales",
+        "8. notify_sales: call webhook https://crm.example.com/hooks/postwise "
+        "(signed with 'sales') -> qualified",
+        "9. qualified: exit (qualified)",
+        "10. testimonials: send 'lead_testimonials' -> wait_7d",
+        "11. wait_7d: wait 7 days -> limited_offer",
+        "12. limited_offer: send 'lead_offer' -> end",
+        "Re-entry: once",
+        "Frequency cap: 2/day, 5/week",
+        "Quiet hours: 21:00-08:00 local",
+    ]
+    for book in playbooks():
+        params = {"inactive_segment": 7} if book.key == "reengagement_sunset" else None
+        lines = outline(book.workflow(params))
+        assert len(lines) >= len(book.document(params)["steps"]) + 3
+    sunset = outline(playbook("reengagement_sunset").workflow({"inactive_segment": 7}))
+    assert "Starts: the contact enters segment 7" in sunset
+    assert "Goal: performs Email Opened or Email Clicked (leaves at once)" in sunset
+    assert "7. sunset: unsubscribe from all marketing -> sunset_done" in sunset
+    birthday = outline(playbook("birthday").workflow())
+    assert birthday[1] == "Starts: every year on the contact's birthday, at 09:00 local time"
