@@ -138,9 +138,7 @@ def _parse(raw: bytes) -> ParsedMessage:
     if pieces.delivery_status:
         reporting_mta, found = _read_dsn(pieces.delivery_status)
         _enrich_from_text(found, error_text)
-    is_bounce = bool(found) or _looks_like_bounce(
-        subject, _header_text(head.get("from")), error_text, bool(original)
-    )
+    is_bounce = bool(found) or _looks_like_bounce(head, subject, error_text, bool(original))
     if not is_bounce:
         if _is_autoreply(head, subject):
             who = from_address or _first_address(_header_text(head.get("reply-to")))
@@ -640,20 +638,25 @@ def _join(a: str, b: str) -> str:
 
 
 def _looks_like_bounce(
-    subject: str | None, sender: str | None, text: str, has_original: bool
+    head: dict[str, str], subject: str | None, text: str, has_original: bool
 ) -> bool:
-    """A daemon's From, a bounce subject, or bounce wording above a returned original.
+    """A delivery report, a daemon's From or Return-Path, a bounce subject, or bounce
+    wording above a returned original.
 
     Wording alone is not enough: a person may well write "could not be delivered".
     """
-    if sender and formats.BOUNCE_SENDER.search(sender):
+    if "delivery-status" in head.get("content-type", "").lower():
         return True
+    for name in ("from", "return-path"):
+        sender = _header_text(head.get(name))
+        if sender and formats.BOUNCE_SENDER.search(sender):
+            return True
     if subject and formats.BOUNCE_SUBJECT.search(subject):
         return True
-    head = text[:8000]
-    if formats.BOUNCE_BODY_ALONE.search(head):
+    top = text[:8000]
+    if formats.BOUNCE_BODY_ALONE.search(top):
         return True
-    return has_original and bool(formats.BOUNCE_BODY.search(head))
+    return has_original and bool(formats.BOUNCE_BODY.search(top))
 
 
 def _format_reason(text: str) -> str | None:
