@@ -11,8 +11,8 @@ segment can see are sent (``relevant``: the segments' triggers, from their parse
 definitions, cached per process); a workspace without active segments costs one
 indexed probe. See docs/segments.md (real time).
 
-Writers that use a Core ``Connection`` instead of a session (the open pixel and click
-redirect) call ``enqueue_now``, which writes the job on that connection at once.
+The open pixel and click redirect, which write with a bare connection on their hot
+path, call ``note_now`` from a background task after their response instead.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, event, func, select, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
 from postwise.storage import tenancy
@@ -197,17 +197,3 @@ def note_now(db: Database, workspace_id: int, contact_id: int | None, event_name
         return
     with db.tenant(workspace_id) as session:
         note(session, [contact_id], [event_key(event_name)])
-
-
-def enqueue_now(
-    connection: Connection, workspace_id: int, contacts: Mapping[int, Iterable[str]]
-) -> None:
-    """For writers holding a Core connection: the job is written in its transaction now."""
-    wanted = {cid: set(keys) for cid, keys in contacts.items() if cid is not None}
-    if not wanted:
-        return
-    session = Session(bind=connection, join_transaction_mode="rollback_only")
-    try:
-        _enqueue(session, workspace_id, wanted)
-    finally:
-        session.close()
