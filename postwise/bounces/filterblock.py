@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from postwise.bounces.policy import ACTOR, KEPT_FILTER_BLOCK, SUPPRESSED, Thresholds
@@ -235,6 +236,24 @@ def _lift_burst(
     return lifted
 
 
+def _block_row(session: Session, domain: str, now: datetime) -> DomainBlock:
+    """The domain's row, inserted (not yet active) if missing; a concurrent intake that
+    inserted it first wins the unique key and its row is used."""
+    block = session.scalar(select(DomainBlock).where(DomainBlock.domain == domain))
+    if block is not None:
+        return block
+    block = DomainBlock(domain=domain, status=CLEARED, since=now, evidence={})
+    try:
+        with session.begin_nested():
+            session.add(block)
+    except IntegrityError:
+        raced = session.scalar(select(DomainBlock).where(DomainBlock.domain == domain))
+        if raced is None:
+            raise
+        return raced
+    return block
+
+
 def keep(
     session: Session,
     record: BounceRecord,
@@ -252,11 +271,8 @@ def keep(
         # The person is kept. A free-mail provider is not one company's gateway, and one
         # engaged person's bounce is as likely a leaver as a filter: no domain verdict.
         return None
-    block = session.scalar(select(DomainBlock).where(DomainBlock.domain == record.domain))
-    fresh = block is None or block.status != ACTIVE
-    if block is None:
-        block = DomainBlock(domain=record.domain, since=now, evidence={})
-        session.add(block)
+    block = _block_row(session, record.domain, now)
+    fresh = block.status != ACTIVE
     evidence = dict(block.evidence) if not fresh else {}
     evidence["signals"] = sorted(set(evidence.get("signals", [])) | set(suspicion.signals))
     evidence["bounces"] = int(evidence.get("bounces", 0)) + 1
