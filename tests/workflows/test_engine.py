@@ -46,7 +46,14 @@ from postwise.workflows.engine import (
     split_draw,
 )
 from postwise.workflows.references import workflow_references
-from postwise.workflows.triggers import PastEnrollments, date_trigger_due, may_enroll
+from postwise.workflows.triggers import (
+    PastEnrollments,
+    date_trigger_due,
+    event_trigger,
+    list_trigger,
+    may_enroll,
+    segment_trigger,
+)
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -369,6 +376,20 @@ def test_triggers_and_reentry() -> None:
     assert not date_trigger_due(ending, "2026-03-20", date(2027, 3, 17))
     early = DateTrigger(type="date", attribute="renewal", yearly=True, offset_days=-7)
     assert date_trigger_due(early, "2020-01-03", date(2026, 12, 27))
+    wf = workflow(
+        {"id": "x", "type": "exit"},
+        triggers=[
+            {"type": "event", "event": "Product Added",
+             "where": [{"property": "price", "op": "gte", "value": 100}]},
+            {"type": "list_subscribed", "list": 4},
+            {"type": "segment_exited", "segment": 9},
+        ],
+    )  # fmt: skip
+    assert event_trigger(wf, "Product Added", {"price": 120}) is wf.triggers[0]
+    assert event_trigger(wf, "Product Added", {"price": 20}) is None
+    assert event_trigger(wf, "Order Completed", {"price": 120}) is None
+    assert list_trigger(wf, 4) and not list_trigger(wf, 5, "Newsletter")
+    assert segment_trigger(wf, 9, entered=False) and not segment_trigger(wf, 9, entered=True)
     now = utc(2026, 3, 10)
     once, always = Reentry(mode="once"), Reentry(mode="always")
     cooldown = Reentry.model_validate({"mode": "cooldown", "cooldown": {"days": 7}})
