@@ -12,7 +12,10 @@ names a database it may wipe, this measures, each in a fresh process (``measure.
 * ``POST /api/contacts/bulk`` with 1,000 contacts per call.
 
 Rates are printed with their ratio to the baselines, and the importer's peak RSS per
-size shows whether memory grows with the file. Figures only: nothing here asserts.
+size shows whether memory grows with the file. On a shared machine wall-clock rates
+swing with the load, so each figure also shows the client process's CPU per row (user +
+system, all threads) and the load average before>after it. Figures only: nothing here
+asserts.
 """
 
 from __future__ import annotations
@@ -59,14 +62,15 @@ def bench_backend(name: str, url: str, files: dict[int, Path], baseline_rows: in
     print(
         f"  baselines: upsert_contacts (ORM path) {orm['rows_per_second']:,.0f} rows/s "
         f"on {orm['rows']:,} rows; raw insert {raw['rows_per_second']:,.0f} rows/s "
-        f"on {raw['rows']:,} rows",
+        f"on {raw['rows']:,} rows (client CPU {raw['client_cpu_us_per_row']:.1f} us/row, "
+        f"load {raw['load'][0]:.1f})",
         flush=True,
     )
     runs = [(f"import {size:,}", measure("import", url, path)) for size, path in files.items()]
     runs.append((f"import {smallest:,} + list", measure("import", url, files[smallest], "--list")))
     header = (
         f"  {'measurement':<22}{'rows/s':>10}{'x ORM':>8}{'% raw':>8}"
-        f"{'re-import/s':>13}{'RSS ready':>11}{'peak RSS':>10}"
+        f"{'re-import/s':>13}{'RSS ready':>11}{'peak RSS':>10}{'CPU us/row':>12}{'load':>11}"
     )
     print(header)
     for label, r in runs:
@@ -76,6 +80,7 @@ def bench_backend(name: str, url: str, files: dict[int, Path], baseline_rows: in
             f"{100 * rate / raw['rows_per_second']:>7.0f}%"
             f"{r['reimport_rows_per_second']:>13,.0f}"
             f"{r['rss_ready_mib']:>9.0f}MB{r['peak_rss_mib']:>8.0f}MB"
+            f"{r['client_cpu_us_per_row']:>12.1f}{r['load'][0]:>6.1f}>{r['load'][1]:<4.1f}"
         )
     bulk = measure("bulk_api", url, files[smallest], "--rows", str(baseline_rows))
     print(
@@ -107,12 +112,20 @@ def main(argv: list[str] | None = None) -> None:
         "--postgres", default=os.environ.get("POSTWISE_BENCH_POSTGRES_URL", ""),
         help="A PostgreSQL URL whose database may be wiped (POSTWISE_BENCH_POSTGRES_URL).",
     )  # fmt: skip
+    parser.add_argument(
+        "--backends", default="sqlite,postgresql",
+        help="Which databases to measure, comma-separated (postgresql needs --postgres).",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     args.data.mkdir(parents=True, exist_ok=True)
     sizes = sorted(int(s.replace("_", "")) for s in args.sizes.split(","))
     print(f"data in {args.data}; {os.cpu_count()} CPUs", flush=True)
     files = {size: data_file(args.data, size) for size in sizes}
-    bench_backend("SQLite", f"sqlite:///{args.data / 'bench.db'}", files, args.baseline_rows)
+    backends = {name.strip() for name in args.backends.split(",")}
+    if "sqlite" in backends:
+        bench_backend("SQLite", f"sqlite:///{args.data / 'bench.db'}", files, args.baseline_rows)
+    if "postgresql" not in backends:
+        return
     if args.postgres:
         bench_backend("PostgreSQL", args.postgres, files, args.baseline_rows)
     else:

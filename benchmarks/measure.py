@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import resource
 import sys
 import time
@@ -28,7 +29,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import insert, text
 
@@ -42,10 +43,22 @@ from postwise.storage.tables import Contact
 from postwise.workspaces.actions import create_workspace
 
 ATTRIBUTES = {"seats": "number", "plan": "string"}
+T = TypeVar("T")
 
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def cpu_seconds() -> float:
+    """User + system CPU of this process (all its threads): the client's cost, which a
+    busy machine changes much less than it changes wall-clock rates."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def load() -> float:
+    return os.getloadavg()[0]
 
 
 def fresh_database(url: str) -> Database:
@@ -87,7 +100,7 @@ def as_api_row(record: dict[str, str]) -> dict[str, Any]:
     return row
 
 
-def batches(rows: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+def batches(rows: Iterator[T], size: int) -> Iterator[list[T]]:
     while batch := list(islice(rows, size)):
         yield batch
 
@@ -96,10 +109,14 @@ def measure_import(db: Database, path: Path, with_list: bool) -> dict[str, Any]:
     ws = workspace(db)
     rss_ready = peak_rss_mib()
     options = ImportOptions(list_name="Benchmark" if with_list else None)
+    load_before, cpu = load(), cpu_seconds()
     first = import_contacts(db.engine, ws, path, options)
+    cpu_first = cpu_seconds() - cpu
     rss_first = peak_rss_mib()
     second = import_contacts(db.engine, ws, path, options)
     return {
+        "client_cpu_us_per_row": 1e6 * cpu_first / max(first.rows, 1),
+        "load": [load_before, load()],
         "rows": first.rows,
         "created": first.created,
         "rejected": first.rejected,
@@ -137,6 +154,7 @@ def measure_raw(db: Database, path: Path, rows: int | None) -> dict[str, Any]:
                 record["last_name"], record["job_title"], record["country"], "subscribed",
                 attributes, now, now)  # fmt: skip
 
+    load_before, cpu = load(), cpu_seconds()
     started = time.perf_counter()
     done = 0
     for batch in batches((values(r) for r in records(path, rows)), 2000):
@@ -156,7 +174,13 @@ def measure_raw(db: Database, path: Path, rows: int | None) -> dict[str, Any]:
                 )
         done += len(batch)
     seconds = time.perf_counter() - started
-    return {"rows": done, "seconds": seconds, "rows_per_second": done / seconds}
+    return {
+        "rows": done,
+        "seconds": seconds,
+        "rows_per_second": done / seconds,
+        "client_cpu_us_per_row": 1e6 * (cpu_seconds() - cpu) / max(done, 1),
+        "load": [load_before, load()],
+    }
 
 
 def measure_bulk_api(db: Database, path: Path, rows: int) -> dict[str, Any]:

@@ -94,7 +94,6 @@ COMPANY_TARGETS = ("name", "industry", "employee_count", "size_band", "revenue_b
 REPORT_COLUMNS = ("_line", "_email", "_reason", "_codes")
 CELL_CACHE = 4096  # distinct cleaned values remembered per column
 GC_THRESHOLDS = (20_000, 50, 100)  # while importing (see _paced_collector)
-SIDE_BY_SIDE_WITHOUT_LIST = False
 
 _HEADER_SEPARATORS = re.compile(r"[\s\-]+")
 _REFUSED_PREFIXES = {
@@ -1102,7 +1101,7 @@ def import_contacts(
 
         # Measured on two CPUs: a second writer pays when a list doubles the writing per
         # row (+25%), and costs when the planner is as busy as the one writer (-15%).
-        busy = writers if target is not None or SIDE_BY_SIDE_WITHOUT_LIST else writers[:1]
+        busy = writers if target is not None else writers[:1]
         for writer in writers:
             writer.side_by_side = len(busy) > 1
         pipeline = _Pipeline([applier(writer) for writer in busy])
