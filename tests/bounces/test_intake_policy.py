@@ -371,3 +371,31 @@ def test_a_workspace_cannot_bounce_another_workspaces_mail(db: Database) -> None
         assert s.scalar(select(func.count()).select_from(BounceRecord)) == 0
         contact = s.get(Contact, theirs.contacts[email])
         assert contact is not None and contact.status == "subscribed"
+
+
+def test_a_plain_message_id_ties_by_lookup_within_the_workspace(db: Database) -> None:
+    """Prebuilt messages keep their own Message-ID (no token): looked up in the outbox."""
+    email = "ann@corp.example"
+    people = audience(db, [email])
+    with db.tenant(people.workspace_id) as s:
+        row = s.get(OutboxMessage, people.outbox[email])
+        assert row is not None
+        row.message_id = "<plain-123@sender.example>"
+    for given in ("<plain-123@sender.example>", "plain-123@sender.example"):
+        parsed = ParsedMessage(
+            Kind.BOUNCE,
+            (RecipientOutcome(email, "userunknown", True, status="5.1.1"),),
+            original_message_id=given,
+        )
+        result = intake.record_parsed(context(db), parsed, raw=b"", source="imap")
+        assert result.outbox_id == people.outbox[email]
+    other = audience(db, ["zed@else.example"], name="Other")
+    parsed = ParsedMessage(
+        Kind.BOUNCE,
+        (RecipientOutcome(email, "userunknown", True),),
+        original_message_id="<plain-123@sender.example>",
+    )
+    elsewhere = intake.record_parsed(
+        context(db), parsed, raw=b"", source="http", workspace_id=other.workspace_id
+    )
+    assert elsewhere.outbox_id is None
