@@ -127,6 +127,11 @@ class State(BaseModel):
     def finished(self) -> bool:
         return self.status == "exited"
 
+    @property
+    def wake_at(self) -> datetime | None:
+        """When the enrollment next needs a ``Wake`` (the runtime's indexed column)."""
+        return self.waiting.until if self.waiting is not None else None
+
 
 # --- stimuli ----------------------------------------------------------------------------
 

@@ -341,6 +341,7 @@ def test_state_is_json_and_replays_identically() -> None:
     stored = json.dumps(first.state.model_dump(mode="json"))
     loaded = State.model_validate(json.loads(stored))
     assert loaded == first.state
+    assert loaded.wake_at == first.wake_at == now + timedelta(hours=5)
     later = now + timedelta(hours=5)
     a = advance(wf, loaded, Wake(), later, Facts())
     b = advance(wf, first.state, Wake(), later, Facts())
