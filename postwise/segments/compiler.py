@@ -283,10 +283,21 @@ def _aggregate_test(value: ColumnElement[Any], agg: Aggregate) -> ColumnElement[
 
 
 class _Compiler:
-    def __init__(self, defn: Definition, workspace_id: int, now: datetime) -> None:
+    def __init__(
+        self,
+        defn: Definition,
+        workspace_id: int,
+        now: datetime,
+        contact_ids: Sequence[int] | None = None,
+    ) -> None:
         self.defn = defn
         self.ws = workspace_id
         self.now = now
+        # Re-evaluating a few contacts: every event subquery reads only their events
+        # (by the (workspace_id, contact_id, occurred_at) index), since PostgreSQL does
+        # not push a join condition into a GROUP BY subquery. Lifted inside account
+        # conditions, which look at colleagues.
+        self.only = None if contact_ids is None else list(contact_ids)
 
     def node(self, node: Node, contacts: FromClause, negate: bool = False) -> ColumnElement[bool]:
         """``node`` (or its negation) with NOT pushed down to the conditions (De Morgan),
@@ -344,12 +355,17 @@ class _Compiler:
 
     def account(self, cond: AccountCondition, contacts: FromClause) -> ColumnElement[bool]:
         peers = CONTACTS.alias()
+        only, self.only = self.only, None
+        try:
+            where = self.node(cond.account.where, peers)
+        finally:
+            self.only = only
         companies = (
             select(peers.c.company_id)
             .where(
                 peers.c.workspace_id == self.ws,
                 peers.c.company_id.is_not(None),
-                self.node(cond.account.where, peers),
+                where,
             )
             .group_by(peers.c.company_id)
             .having(func.count() >= literal(cond.account.min_contacts, Integer()))
@@ -363,6 +379,8 @@ class _Compiler:
     ) -> tuple[FromClause, list[ColumnElement[bool]]]:
         e = EVENTS.alias()
         tests = [e.c.workspace_id == self.ws, e.c.name == _text(name), e.c.contact_id.is_not(None)]
+        if self.only is not None:
+            tests.append(e.c.contact_id.in_(self.only))
         tests += [property_test(flt, e.c.properties) for flt in filters]
         tests += _bounds(e.c.occurred_at, timing.window_bounds(window, self.now))
         return e, tests
@@ -548,7 +566,7 @@ def compile_members(
 ) -> Select[int]:
     """The contacts of ``workspace_id`` matching ``defn`` at ``now``, as one column
     ``contact_id``; ``contact_ids`` narrows it to those contacts (incremental updates)."""
-    compiler = _Compiler(defn, workspace_id, now)
+    compiler = _Compiler(defn, workspace_id, now, contact_ids)
     parts = compiler.conjuncts(defn.root)
     driving = compiler.driver(parts)
     if driving is not None:

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from postwise.contacts.fields import CONTACT_STATUSES, SIZE_BANDS
+from postwise.segments.compiler import compile_members
 from postwise.storage.database import Database
 from tests.segments import seeding
 from tests.segments.seeding import NOW
@@ -60,7 +61,7 @@ properties = st.builds(
 )
 
 
-def events_at(times: list[datetime]) -> st.SearchStrategy[list[Any]]:
+def events_at(times: list[datetime], min_size: int = 0) -> st.SearchStrategy[list[Any]]:
     return st.lists(
         st.tuples(
             st.sampled_from(EVENT_NAMES),
@@ -68,6 +69,7 @@ def events_at(times: list[datetime]) -> st.SearchStrategy[list[Any]]:
             properties,
             st.sampled_from(["track", "email"]),
         ),
+        min_size=min_size,
         max_size=10,
     )
 
@@ -93,7 +95,9 @@ contact_attributes = st.builds(
 )
 
 
-def people(events: st.SearchStrategy[list[Any]]) -> st.SearchStrategy[list[dict[str, Any]]]:
+def people(
+    events: st.SearchStrategy[list[Any]], companies: tuple[int | None, ...] = (None, 0, 1)
+) -> st.SearchStrategy[list[dict[str, Any]]]:
     return st.lists(
         st.fixed_dictionaries(
             {
@@ -103,7 +107,7 @@ def people(events: st.SearchStrategy[list[Any]]) -> st.SearchStrategy[list[dict[
                 "status": st.sampled_from(CONTACT_STATUSES),
                 "created_at": st.sampled_from(TIMES),
                 "attributes": contact_attributes,
-                "company": st.sampled_from([None, 0, 1]),
+                "company": st.sampled_from(companies),
                 "lists": st.tuples(*[st.sampled_from([None, "subscribed", "unsubscribed"])] * 2),
                 "events": events,
             }
@@ -436,6 +440,16 @@ def _agree(
     defn = seeding.parse(_with_lists(doc, list_ids), SEGMENTS)
     found = seeding.members(db, defn, ws)
     assert found == seeding.evaluated(db, defn, ws)
+    # Narrowed to some contacts (incremental re-evaluation), the answer is the same.
+    with db.engine.connect() as conn:
+        ids = sorted(
+            conn.scalars(compile_members(seeding.parse({"all": []}), workspace_id=ws, now=NOW))
+        )
+        some = ids[::2]
+        narrowed = set(
+            conn.scalars(compile_members(defn, workspace_id=ws, now=NOW, contact_ids=some))
+        )
+    assert narrowed == found & set(some)
     event(f"members: {'none' if not found else 'all' if len(found) == len(people) else 'some'}")
 
 
@@ -450,6 +464,26 @@ def test_each_condition_compiles_to_what_the_evaluator_decides(
 @settings(_SETTINGS, max_examples=60)
 @given(doc=event_conditions(), people=crowded, firms=companies)
 def test_behaviour_on_tied_timestamps_compiles_to_what_the_evaluator_decides(
+    db: Database, doc: dict[str, Any], people: list[dict[str, Any]], firms: list[dict[str, Any]]
+) -> None:
+    _agree(db, doc, people, firms)
+
+
+account_on_behaviour = st.builds(
+    lambda n, where: {"account": {"min_contacts": n, "where": where}},
+    st.integers(1, 3),
+    st.one_of(
+        st.sampled_from(EVENT_NAMES).map(lambda name: {"event": name}),
+        event_conditions(),
+        email_conditions(),
+    ),
+)
+colleagues = people(events_at(TIMES, min_size=3), companies=(0, 1))
+
+
+@settings(_SETTINGS, max_examples=40)
+@given(doc=account_on_behaviour, people=colleagues, firms=companies)
+def test_account_conditions_count_colleagues_however_narrowed(
     db: Database, doc: dict[str, Any], people: list[dict[str, Any]], firms: list[dict[str, Any]]
 ) -> None:
     _agree(db, doc, people, firms)
