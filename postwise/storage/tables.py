@@ -700,3 +700,132 @@ class SegmentMembership(WorkspaceOwned, Base):
     contact_id: Mapped[int] = mapped_column(BigID, ForeignKey("contacts.id", ondelete="CASCADE"))
     entered_at: Mapped[datetime] = mapped_column(default=utcnow)
     exited_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Workflow(WorkspaceOwned, Base):
+    """An automation workflow (docs/workflows.md): ``version`` is the current definition.
+
+    ``status`` ``paused`` holds wake-ups (they stay due and run on resume); ``paused_reason``
+    says why when the runtime paused it (a deleted template or list).
+    """
+
+    __tablename__ = "workflows"
+    __table_args__ = (UniqueConstraint("workspace_id", "key"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | paused
+    paused_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    playbook: Mapped[str | None] = mapped_column(String(64), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WorkflowVersion(WorkspaceOwned, Base):
+    """Every saved definition: running enrollments finish on the version they started on."""
+
+    __tablename__ = "workflow_versions"
+    __table_args__ = (UniqueConstraint("workflow_id", "version"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    workflow_id: Mapped[int] = mapped_column(BigID, ForeignKey("workflows.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    definition: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Enrollment(WorkspaceOwned, Base):
+    """One contact's journey through one workflow version; ``state`` is the engine's State.
+
+    Workers claim due rows (``ix_enrollments_due``) with ``FOR UPDATE SKIP LOCKED`` and
+    store the new state with the step's side effects in one transaction, so a step runs
+    once or not at all. The partial unique index allows one active journey per contact
+    and workflow, whichever trigger races to enroll.
+    """
+
+    __tablename__ = "enrollments"
+    __table_args__ = (
+        Index("ix_enrollments_due", "status", "next_wake_at"),
+        Index("ix_enrollments_ws_contact", "workspace_id", "contact_id", "workflow_id"),
+        Index("ix_enrollments_workflow_status", "workflow_id", "status"),
+        Index(
+            "uq_enrollments_active",
+            "workflow_id",
+            "contact_id",
+            unique=True,
+            postgresql_where=text("status = 'active'"),
+            sqlite_where=text("status = 'active'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    workflow_id: Mapped[int] = mapped_column(BigID, ForeignKey("workflows.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    contact_id: Mapped[int] = mapped_column(BigID, ForeignKey("contacts.id", ondelete="CASCADE"))
+    state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active|completed|exited
+    exit_reason: Mapped[str | None] = mapped_column(String(200), default=None)
+    next_wake_at: Mapped[datetime | None] = mapped_column(default=None)
+    enrolled_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    exited_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class EnrollmentStep(WorkspaceOwned, Base):
+    """The history of a journey, one row per step taken (history API, per-step metrics)."""
+
+    __tablename__ = "enrollment_steps"
+    __table_args__ = (
+        Index("ix_enrollment_steps_enrollment", "enrollment_id", "id"),
+        Index("ix_enrollment_steps_workflow_step", "workflow_id", "step"),
+    )
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    enrollment_id: Mapped[int] = mapped_column(
+        BigID, ForeignKey("enrollments.id", ondelete="CASCADE")
+    )
+    workflow_id: Mapped[int] = mapped_column(BigID, ForeignKey("workflows.id", ondelete="CASCADE"))
+    step: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    outcome: Mapped[str] = mapped_column(String(200))
+    # What the step did: {"send": template, "key": ..., "outbox_id": ...} and the like.
+    command: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class WebhookDelivery(WorkspaceOwned, Base):
+    """A workflow webhook call and its retries; ``key`` (the step's command key) is unique.
+
+    Sent by its own job (``workflows/dispatch.py``) so a failing or hanging target delays
+    nothing but itself.
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "key"),
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_workflow", "workflow_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    workflow_id: Mapped[int | None] = mapped_column(
+        BigID, ForeignKey("workflows.id", ondelete="SET NULL"), default=None
+    )
+    enrollment_id: Mapped[int | None] = mapped_column(
+        BigID, ForeignKey("enrollments.id", ondelete="SET NULL"), default=None
+    )
+    key: Mapped[str] = mapped_column(String(255))
+    step: Mapped[str] = mapped_column(String(200))
+    url: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str | None] = mapped_column(String(200), default=None)
+    body: Mapped[str] = mapped_column(Text)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=5)
+    backoff: Mapped[float] = mapped_column(Float, default=30.0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|delivered|failed
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_status: Mapped[int | None] = mapped_column(Integer, default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
