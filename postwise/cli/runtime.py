@@ -145,6 +145,7 @@ class DemoAccess:
 def _demo_access(db: Database) -> DemoAccess:
     """Load the demo once; on later starts issue new keys, since stored keys are hashed."""
     from postwise.demo import loader
+    from postwise.segments import playbooks
     from postwise.workspaces import actions
     from postwise.workspaces.scopes import Scope
 
@@ -155,6 +156,9 @@ def _demo_access(db: Database) -> DemoAccess:
         console.print(
             ", ".join(f"{n:,} {what.replace('_', ' ')}" for what, n in result.counts.items())
         )
+        with db.tenant(result.workspace_id) as session:
+            # The playbook segments, filled by the worker's first refresh jobs.
+            playbooks.seed(session)
         return DemoAccess(result.workspace_id, result.name, result.api_key, result.write_key, False)
     with db.system() as session:
         admin = actions.create_api_key(

@@ -146,6 +146,21 @@ def captured_subjects(api: str, key: str) -> list[str]:
     return [m["subject"] for m in listing.json()["data"]]
 
 
+def refreshed_segments(api: str, key: str, timeout: float = 60) -> dict[str, int]:
+    """The demo's playbook segments once the embedded worker has refreshed them all."""
+    deadline = time.monotonic() + timeout
+    while True:
+        listing = httpx.get(
+            f"{api}/api/segments", headers={"Authorization": f"Bearer {key}"}, timeout=10
+        )
+        assert listing.status_code == 200, listing.text
+        rows = listing.json()["data"]
+        if rows and all(r["refreshed_at"] for r in rows):
+            return {r["name"]: r["member_count"] for r in rows}
+        assert time.monotonic() < deadline, f"segments not refreshed: {rows}"
+        time.sleep(0.5)
+
+
 @pytest.mark.slow
 def test_run_demo_serves_api_worker_and_capture_in_one_process(tmp_path: Path) -> None:
     env = cli_env(
@@ -171,6 +186,10 @@ def test_run_demo_serves_api_worker_and_capture_in_one_process(tmp_path: Path) -
         with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as smtp:
             smtp.send_message(msg)
         assert captured_subjects(api, key) == ["Hello from the test"]
+        # The playbook segments are seeded and filled by the worker's refresh jobs.
+        segments = refreshed_segments(api, key)
+        assert len(segments) == 7 and segments["Cart abandoners"] >= 0
+        assert segments["Enterprise decision makers"] > 0
 
         other = subprocess.run(
             postwise("workspace", "create", "Other", "--json"),
