@@ -54,6 +54,26 @@ def list_workspaces(as_json: bool = typer.Option(False, "--json")) -> None:
         console.print(f"{row['workspace_id']}\t{row['name']}")
 
 
+@workspace_app.command("tracking")
+def tracking_mode(
+    mode: str = typer.Argument(
+        "", help="on (default: track unless a contact objects), consent or off; empty: show."
+    ),
+    workspace: int = typer.Option(..., "--workspace", "-w", help="Workspace id."),
+) -> None:
+    """Show or set whether sent mail carries click tracking and the open pixel
+    (docs/tracking.md, "Tracking consent")."""
+    from postwise.tracking import consent
+
+    db = open_database()
+    with user_errors(), db.system() as session:
+        if mode:
+            current = consent.set_mode(session, workspace, mode)
+        else:
+            current = consent.mode_of(session, workspace)
+    console.print(f"workspace {workspace}: tracking {current}")
+
+
 @apikey_app.command("create")
 def create_key(
     workspace: int = typer.Option(..., "--workspace", "-w", help="Workspace id."),

@@ -25,6 +25,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, cast
 
+from sqlalchemy.orm import Session
+
+from postwise.core.errors import NotFound, ValidationFailed
+from postwise.storage.tables import Workspace
+
 SETTING = "tracking"
 ATTRIBUTE = "email_tracking"
 MODES = ("on", "consent", "off")
@@ -55,3 +60,26 @@ def allowed(
     if workspace_mode == "consent":
         return choice is True
     return True
+
+
+def set_mode(session: Session, workspace_id: int, value: str) -> Mode:
+    """Store the workspace's mode (``postwise workspace tracking``); running deliverers
+    pick it up within ``delivery.compose.SETTINGS_TTL_SECONDS``."""
+    if value not in MODES:
+        raise ValidationFailed(
+            f"tracking mode must be one of {', '.join(MODES)}, not {value!r}",
+            code="invalid_tracking_mode",
+            field="tracking",
+        )
+    workspace = session.get(Workspace, workspace_id)
+    if workspace is None:
+        raise NotFound(f"No workspace {workspace_id}.", code="workspace_not_found")
+    workspace.settings = {**(workspace.settings or {}), SETTING: value}  # a new dict: tracked
+    return cast(Mode, value)
+
+
+def mode_of(session: Session, workspace_id: int) -> Mode:
+    workspace = session.get(Workspace, workspace_id)
+    if workspace is None:
+        raise NotFound(f"No workspace {workspace_id}.", code="workspace_not_found")
+    return mode(workspace.settings)

@@ -4,21 +4,26 @@ capture maildir carries the open pixel and /c/ links exactly for the contacts
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Iterator
 from datetime import timedelta
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
+import structlog
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
+from typer.testing import CliRunner
 
 from postwise.api.app import create_app
+from postwise.cli import main
 from postwise.contacts import actions, lists
 from postwise.contacts.attributes import define_attribute
 from postwise.core import clock
-from postwise.core.settings import Settings
+from postwise.core.settings import Settings, get_settings
 from postwise.delivery import service
 from postwise.delivery.transports.maildir import list_captured, read_captured
 from postwise.jobs.runner import Worker
@@ -157,3 +162,36 @@ def test_a_tracked_link_of_a_real_send_redirects_and_records_a_human_click(
         [event] = s.scalars(select(Event).where(Event.name == "Email Clicked")).all()
     assert event.properties["url"] == "https://shop.example/spring"
     assert (event.properties["machine"], event.properties["machine_reason"]) == (False, None)
+
+
+@pytest.fixture
+def cli(db: Database, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[CliRunner]:
+    """The CLI against the test database (as tests/cli/conftest.py), logging restored."""
+    monkeypatch.setenv("POSTWISE_DATABASE_URL", db.url)
+    monkeypatch.setenv("POSTWISE_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield CliRunner()
+    finally:
+        get_settings.cache_clear()
+        structlog.configure(**saved)
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+def test_the_cli_shows_and_sets_the_mode_and_refuses_others(db: Database, cli: CliRunner) -> None:
+    with db.system() as s:
+        ws = str(create_workspace(s, "Acme").workspace_id)
+    shown = cli.invoke(main.app, ["workspace", "tracking", "-w", ws])
+    assert (shown.exit_code, shown.stdout.strip()) == (0, f"workspace {ws}: tracking on")
+    assert cli.invoke(main.app, ["workspace", "tracking", "consent", "-w", ws]).exit_code == 0
+    with db.system() as s:
+        assert consent.mode_of(s, int(ws)) == "consent"
+        workspace = s.get(Workspace, int(ws))
+        assert workspace is not None and workspace.settings["tracking"] == "consent"
+    refused = cli.invoke(main.app, ["workspace", "tracking", "sometimes", "-w", ws])
+    assert refused.exit_code == 2 and "on, consent, off" in refused.output
+    assert cli.invoke(main.app, ["workspace", "tracking", "-w", "999999"]).exit_code == 2
