@@ -33,25 +33,25 @@ class Playbook:
 
 
 HAND_SQL: dict[str, str] = {
+    # Driven by the rarest condition (5+ human opens in 30 days); the others are probed
+    # per reader by correlated subqueries, which PostgreSQL runs as nested loops.
     "high_value_customers": f"""
-        WITH spenders AS (
-            SELECT e.contact_id FROM events e
-            WHERE e.workspace_id = :ws AND e.name = 'Order Completed'
-              AND e.occurred_at >= :now - interval '365 days'
-            GROUP BY e.contact_id
-            HAVING sum((e.properties ->> 'total')::float8) > 500
-        ), readers AS (
+        WITH readers AS (
             SELECT e.contact_id FROM events e
             WHERE e.workspace_id = :ws AND e.name = 'Email Opened' AND {HUMAN}
               AND e.occurred_at >= :now - interval '30 days'
             GROUP BY e.contact_id
             HAVING count(*) >= 5
         )
-        SELECT count(*) FROM spenders s JOIN readers r USING (contact_id)
-        WHERE EXISTS (
+        SELECT count(*) FROM readers r
+        WHERE (SELECT sum((e.properties ->> 'total')::float8) FROM events e
+               WHERE e.workspace_id = :ws AND e.name = 'Order Completed'
+                 AND e.contact_id = r.contact_id
+                 AND e.occurred_at >= :now - interval '365 days') > 500
+          AND EXISTS (
             SELECT 1 FROM events e
-            WHERE e.workspace_id = :ws AND e.contact_id = s.contact_id
-              AND e.name = 'Page Viewed' AND e.properties ->> 'path' = '{VIP_PATH}')
+            WHERE e.workspace_id = :ws AND e.name = 'Page Viewed'
+              AND e.contact_id = r.contact_id AND e.properties ->> 'path' = '{VIP_PATH}')
     """,
     "cart_abandoners": """
         SELECT count(*) FROM (
