@@ -183,6 +183,12 @@ def execute(
         report_path=result.report_path,
         finished_at=utcnow(),
     )
+    if result.counts().get("created") or result.counts().get("updated"):
+        from postwise.segments.store import refresh_all  # docs/segments.md#real-time
+
+        with Session(engine) as session, session.begin():
+            tenancy.bind(session, workspace_id)
+            refresh_all(session, cause=f"import:{run_id}")
     return result
 
 

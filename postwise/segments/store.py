@@ -86,6 +86,15 @@ def enqueue_refresh(session: Session, segment: Segment, *, cause: str = "") -> i
     )
 
 
+def refresh_all(session: Session, *, cause: str) -> int:
+    """Enqueue a refresh of every active segment (after a bulk write that noted nothing,
+    such as a CSV import); once per segment version and ``cause``. How many."""
+    active = session.scalars(select(Segment).where(Segment.status == "active")).all()
+    for segment in active:
+        enqueue_refresh(session, segment, cause=f":{cause}")
+    return len(active)
+
+
 def create_segment(session: Session, data: SegmentInput, *, refresh: bool = True) -> Segment:
     values = {
         "name": data.name,

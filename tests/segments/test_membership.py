@@ -264,3 +264,26 @@ def test_paused_and_deleted_segments_are_left_alone_by_refresh_jobs(db: Database
     with db.tenant(ws) as s:
         queue.enqueue(s, store.REFRESH, {"segment_id": 2**40})
     run_due(db)  # a refresh of a segment that is gone is done, not failed
+
+
+def test_a_csv_import_refreshes_the_active_segments_once(db: Database, tmp_path: Any) -> None:
+    from postwise.contacts import import_runs
+    from postwise.contacts.importer import ImportOptions
+
+    ws = _workspace(db)
+    seniors = _segment(db, ws, "Seniors", SENIOR)
+    _drop_jobs(db)
+    csv = tmp_path / "people.csv"
+    csv.write_text("email,seniority\nann@acme.example,vp\nbob@acme.example,entry\n")
+    with db.tenant(ws) as s:
+        run_id = import_runs.create_run(
+            s, source="cli", filename="people.csv", options=ImportOptions()
+        ).id
+    import_runs.execute(db.engine, ws, run_id, source=str(csv))
+    with db.system() as s:
+        refreshes = s.scalars(select(Job).where(Job.task == store.REFRESH)).all()
+    assert [j.payload["segment_id"] for j in refreshes] == [seniors]
+    run_due(db)
+    with db.tenant(ws) as s:
+        [ann] = membership.members_page(s, seniors, cursor=None, limit=10).items
+    assert ann.email == "ann@acme.example"
