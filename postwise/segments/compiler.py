@@ -32,9 +32,11 @@ from typing import Any, cast
 
 from sqlalchemy import (
     Boolean,
+    Column,
     ColumnElement,
     Float,
     Integer,
+    MetaData,
     Select,
     String,
     Table,
@@ -77,6 +79,18 @@ from postwise.storage.types import UTCDateTime
 CONTACTS = cast(Table, Contact.__table__)
 COMPANIES = cast(Table, Company.__table__)
 EVENTS = cast(Table, Event.__table__)
+# The columns segments read, as a table of their own: each condition aliases ``events``
+# and SQLAlchemy builds a proxy per column of an alias, which was most of the Python
+# time of compiling a definition (it runs for every incoming event in real time).
+EVENT_READS = Table(
+    "events",
+    MetaData(),
+    *[
+        Column(c.name, c.type)
+        for c in EVENTS.c
+        if c.name in ("workspace_id", "contact_id", "type", "name", "properties", "occurred_at")
+    ],
+)
 MEMBERSHIPS = cast(Table, ListMembership.__table__)
 
 MACHINE_KEY = "machine"
@@ -298,6 +312,7 @@ class _Compiler:
         # not push a join condition into a GROUP BY subquery. Lifted inside account
         # conditions, which look at colleagues.
         self.only = None if contact_ids is None else list(contact_ids)
+        self.sets: dict[int, _EventSet] = {}
 
     def node(self, node: Node, contacts: FromClause, negate: bool = False) -> ColumnElement[bool]:
         """``node`` (or its negation) with NOT pushed down to the conditions (De Morgan),
@@ -377,7 +392,7 @@ class _Compiler:
     def _events(
         self, name: str, filters: Sequence[PropertyFilter], window: Any
     ) -> tuple[FromClause, list[ColumnElement[bool]]]:
-        e = EVENTS.alias()
+        e = EVENT_READS.alias()
         tests = [e.c.workspace_id == self.ws, e.c.name == _text(name), e.c.contact_id.is_not(None)]
         if self.only is not None:
             tests.append(e.c.contact_id.in_(self.only))
@@ -392,6 +407,20 @@ class _Compiler:
         return self._member(self.email_set(cond), contacts)
 
     def event_set(self, cond: EventCondition) -> _EventSet:
+        """The contacts ``cond`` is about; built once per node (the driver and the rest
+        of the statement ask for the same ones)."""
+        key = id(cond)
+        if key not in self.sets:
+            self.sets[key] = self._event_set(cond)
+        return self.sets[key]
+
+    def email_set(self, cond: EmailCondition) -> _EventSet:
+        key = id(cond)
+        if key not in self.sets:
+            self.sets[key] = self._email_set(cond)
+        return self.sets[key]
+
+    def _event_set(self, cond: EventCondition) -> _EventSet:
         e, tests = self._events(cond.event, cond.where, cond.window)
         if cond.aggregate is not None:
             agg = cond.aggregate
@@ -413,7 +442,7 @@ class _Compiler:
             return self._not_followed(e, tests, cond)
         return _counted(e, tests, cond.count)
 
-    def email_set(self, cond: EmailCondition) -> _EventSet:
+    def _email_set(self, cond: EmailCondition) -> _EventSet:
         e, tests = self._events(cond.event_name, (), cond.window)
         tests.append(e.c.type == _text(EMAIL_TYPE))
         props = e.c.properties
