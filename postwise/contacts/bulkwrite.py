@@ -46,6 +46,7 @@ workspace filter: each one sets ``workspace_id`` and filters on it explicitly.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -584,8 +585,9 @@ class Writer(_Statements):
         if target is not None:
             known = [d.contact_id for d in applied if d.contact_id is not None]
             self._subscribe(target, sorted({*known, *written}), now)
-        for decision in applied:
-            setattr(outcome, decision.kind, getattr(outcome, decision.kind) + 1)
+        kinds = Counter(d.kind for d in applied)
+        outcome.created, outcome.updated = kinds["created"], kinds["updated"]
+        outcome.unchanged = kinds["unchanged"]
         return outcome
 
     def _update_companies(

@@ -785,7 +785,7 @@ def _records(
             lines.undecodable.clear()
             yield start, cells, problems
             continue
-        if not any(cell.strip() for cell in cells):
+        if not any(map(str.strip, cells)):
             continue  # blank line, or only delimiters
         yield start, cells, []
 
@@ -1054,6 +1054,7 @@ def import_contacts(
             list_id=target.id if target else None,
         )
         ahead = planner.session is not writers[0].session  # plan here, write elsewhere
+        names_external_ids = any(name == "external_id" for _, name in columns.contact)
         done = threading.Lock()
         spool = _Spool.open(stack)
         unreported: dict[int, list[tuple[int, list[str] | None, list[FieldError]]]] = {}
@@ -1110,7 +1111,9 @@ def import_contacts(
             batch.bytes_read = lines.bytes_read
             batch.number = next(numbers)
             if ahead:
-                if batch.final or any(row.values.get("external_id") for row in batch.rows):
+                if batch.final or (
+                    names_external_ids and any(row.values.get("external_id") for row in batch.rows)
+                ):
                     # Who owns an external id may change in the batches before; and the
                     # last batch commits last, durably, with all before it.
                     pipeline.drain()

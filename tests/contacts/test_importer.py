@@ -4,6 +4,7 @@ and a property test that the set-based fast path ends where ``upsert_contacts`` 
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import json
 import resource
@@ -352,6 +353,29 @@ def _state(db: Database, ws: int) -> dict[str, Any]:
                 (m.contact_id, m.status, m.updated_at) for m in s.scalars(select(ListMembership))
             ),
         }
+
+
+def test_the_collector_is_paced_while_imports_run_and_restored_after(db: Database, ws: int) -> None:
+    before = gc.get_threshold()
+    during: list[tuple[int, int, int]] = []
+    text = "email\n" + "".join(f"p{i}@acme.io\n" for i in range(5))
+    import_contacts(
+        db.engine,
+        ws,
+        io.BytesIO(text.encode()),
+        ImportOptions(batch_size=2),
+        on_batch=lambda _session, _progress: during.append(gc.get_threshold()),
+    )
+    assert during and set(during) == {importer.GC_THRESHOLDS}
+    assert gc.get_threshold() == before
+
+    # Imports overlapping in one process: the last one to end restores the thresholds.
+    pace = importer._CollectorPace()
+    with pace():
+        with pace():
+            assert gc.get_threshold() == importer.GC_THRESHOLDS
+        assert gc.get_threshold() == importer.GC_THRESHOLDS
+    assert gc.get_threshold() == before
 
 
 def test_importing_the_same_file_twice_changes_nothing(db: Database, ws: int) -> None:
