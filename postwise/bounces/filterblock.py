@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -53,6 +53,7 @@ from postwise.storage.tables import (
     OutboxMessage,
     Suppression,
 )
+from postwise.storage.tenancy import workspace_of
 from postwise.tracking.actors import MACHINE_KEY
 
 ACTIVE, CLEARED = "active", "cleared"
@@ -130,6 +131,19 @@ def burst(
     }
 
 
+def lock_domain(session: Session, domain: str) -> None:
+    """Serialize the hard-bounce decisions of one workspace's domain until commit.
+
+    Bounces of a burst arrive in parallel (SMTP connections, webhook requests): without
+    this, one whose transaction started before the burst was recognized could suppress
+    its address after the burst's lifting ran, and stay suppressed. PostgreSQL takes a
+    transaction-scoped advisory lock; SQLite already runs one writer at a time.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        key = f"postwise.bounces:{workspace_of(session)}:{domain}"
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
+
+
 def assess(
     session: Session, record: BounceRecord, thresholds: Thresholds, now: datetime
 ) -> Suspicion | None:
@@ -137,6 +151,8 @@ def assess(
     signals: list[str] = []
     evidence: dict[str, Any] = {}
     corporate = not is_free_mail(record.domain)
+    if corporate:
+        lock_domain(session, record.domain)
     if record.filter_wording:
         signals.append("filter_wording")
     if corporate and active_block(session, record.domain) is not None:
