@@ -281,6 +281,11 @@ def property_test(flt: PropertyFilter, properties: ColumnElement[Any]) -> Column
     )
     if numeric:
         return _number_test(jsonsql.json_number(properties, key), op, value, _unguarded)
+    if op in ("eq", "in"):
+        return cast(
+            ColumnElement[bool],
+            jsonsql.json_text_in(properties, key, [value] if op == "eq" else list(value)),
+        )
     return _text_test(jsonsql.json_text(properties, key), op, value, _unguarded)
 
 
@@ -448,7 +453,7 @@ class _Compiler:
         props = e.c.properties
         for key, value in ((CAMPAIGN_KEY, cond.campaign), (WORKFLOW_KEY, cond.workflow)):
             if value is not None:
-                tests.append(jsonsql.json_text(props, key) == _text(value))
+                tests.append(cast(ColumnElement[bool], jsonsql.json_text_in(props, key, [value])))
         if not cond.include_machine:
             tests.append(not_(jsonsql.json_is_true(props, MACHINE_KEY)))
         return _counted(e, tests, cond.count)

@@ -110,6 +110,23 @@ class json_has_item(FunctionElement[Any]):  # noqa: N801
         )
 
 
+class json_text_in(FunctionElement[Any]):  # noqa: N801
+    """``column[key]`` is a JSON string equal to one of ``values``. On PostgreSQL one
+    jsonb comparison per row (``-> key IN (to_jsonb(:v), ...)``) instead of a type test
+    and a text extraction: event filters such as ``category = "Books"`` run on every
+    event of a window."""
+
+    type = Boolean()
+    inherit_cache = True
+
+    def __init__(self, column: ColumnElement[Any], key: str, values: list[str]) -> None:
+        super().__init__(
+            column,
+            bindparam(None, key, type_=String(), unique=True),
+            *[bindparam(None, v, type_=String(), unique=True) for v in values],
+        )
+
+
 def _parts(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> list[str]:
     return [compiler.process(clause, **kw) for clause in element.clauses]
 
@@ -184,6 +201,23 @@ def _sqlite_has_item(element: json_has_item, compiler: SQLCompiler, **kw: Any) -
         f"(coalesce(json_type({column}, {path}), 'null') = 'array' AND EXISTS ("
         f"SELECT 1 FROM json_each({column}, {path}) AS item "
         f"WHERE item.type = 'text' AND item.value = {item}))"
+    )
+
+
+@compiles(json_text_in, "postgresql")
+def _pg_text_in(element: json_text_in, compiler: SQLCompiler, **kw: Any) -> str:
+    column, key, *values = _parts(element, compiler, **kw)
+    options = ", ".join(f"to_jsonb(CAST({v} AS TEXT))" for v in values)
+    return f"(({column} -> CAST({key} AS TEXT)) IN ({options}))"
+
+
+@compiles(json_text_in, "sqlite")
+def _sqlite_text_in(element: json_text_in, compiler: SQLCompiler, **kw: Any) -> str:
+    column, key, *values = _parts(element, compiler, **kw)
+    path = f"('$.\"' || {key} || '\"')"
+    return (
+        f"(CASE WHEN json_type({column}, {path}) = 'text' "
+        f"THEN json_extract({column}, {path}) END IN ({', '.join(values)}))"
     )
 
 
