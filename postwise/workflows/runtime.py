@@ -1,0 +1,589 @@
+"""The durable loop around the pure engine: enroll, advance, carry out the commands.
+
+One call of ``step`` loads what the engine needs (the enrollment's state, the contact's
+facts: zone, attributes, recent marketing sends, segment conditions), calls
+``engine.advance`` and applies the outcome in the caller's transaction: the new state
+and ``next_wake_at``, history rows, outbox rows keyed by the command key (a replay
+after a crash enqueues nothing twice), contact and list changes, webhook delivery rows.
+Workers claim due enrollments with ``FOR UPDATE SKIP LOCKED`` (``claim_due``) and run
+each in a savepoint, so one bad enrollment does not undo the batch. A command naming a
+template, list or secret that no longer exists pauses the workflow with an alert and
+leaves the enrollment where it was (``Missing``). See docs/workflows.md (runtime).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import and_, func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from postwise.core import clock
+from postwise.core.errors import Conflict, NotFound, ValidationFailed
+from postwise.delivery import outbox
+from postwise.segments.context import load_context
+from postwise.segments.facts import load_facts
+from postwise.storage.tables import (
+    Contact,
+    Enrollment,
+    EnrollmentStep,
+    MailingList,
+    OutboxMessage,
+    Template,
+    WebhookDelivery,
+    Workflow,
+)
+from postwise.workflows import conditions, engine, store
+from postwise.workflows.definition import Workflow as ParsedWorkflow
+from postwise.workflows.definition import WorkflowContext, parse_workflow
+from postwise.workflows.references import WorkflowReferences, workflow_references
+from postwise.workflows.triggers import PastEnrollments, may_enroll
+
+log = structlog.get_logger(__name__)
+
+RETRY_AFTER_ERROR = timedelta(minutes=15)
+_Parsed = tuple[ParsedWorkflow, WorkflowReferences]
+_CACHE: dict[tuple[int, int], _Parsed] = {}  # a stored version never changes
+
+
+class Missing(Exception):
+    """A command names something the workspace no longer has."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
+def parsed(session: Session, workflow_id: int, version: int) -> _Parsed:
+    """The checked workflow of one stored version (cached per process)."""
+    found = _CACHE.get((workflow_id, version))
+    if found is None:
+        doc = store.definition(session, workflow_id, version)
+        wf = parse_workflow(doc, WorkflowContext(segments=load_context(session)))
+        found = _CACHE[(workflow_id, version)] = (wf, workflow_references(wf))
+    return found
+
+
+# --- facts ------------------------------------------------------------------------------
+
+
+def recent_sends(session: Session, contact_id: int, now: datetime) -> list[datetime]:
+    """The contact's marketing emails of the last 7 days, every workflow and campaign."""
+    rows = session.execute(
+        select(OutboxMessage.created_at).where(
+            OutboxMessage.contact_id == contact_id,
+            OutboxMessage.kind == "marketing",
+            OutboxMessage.created_at > now - timedelta(days=7),
+            OutboxMessage.status.not_in(("suppressed", "failed")),
+        )
+    ).all()
+    return [clock.as_utc(at) for (at,) in rows]
+
+
+def facts_for(
+    session: Session,
+    wf: ParsedWorkflow,
+    refs: WorkflowReferences,
+    contact: Contact,
+    now: datetime,
+) -> engine.Facts:
+    decide = None
+    goal_met = False
+    if refs.segment_facts:
+        contact_facts = _contact_facts(session, contact, refs, now)
+        decide = conditions.evaluator_for(contact_facts)
+        goal_met = conditions.goal_holds(wf, contact_facts, now)
+    return engine.Facts(
+        timezone=contact.timezone,
+        attributes=dict(contact.attributes or {}),
+        recent_sends=recent_sends(session, contact.id, now),
+        decide=decide,
+        goal_met=goal_met,
+    )
+
+
+def _contact_facts(
+    session: Session, contact: Contact, refs: WorkflowReferences, now: datetime
+) -> Any:
+    from postwise.segments.references import References
+
+    merged = References(
+        event_names=frozenset().union(*(r.event_names for r in refs.conditions)),
+        email_event_names=frozenset().union(*(r.email_event_names for r in refs.conditions)),
+        email_kinds=frozenset().union(*(r.email_kinds for r in refs.conditions)),
+        fields=frozenset().union(*(r.fields for r in refs.conditions)),
+        list_ids=frozenset().union(*(r.list_ids for r in refs.conditions)),
+        segment_ids=frozenset().union(*(r.segment_ids for r in refs.conditions)),
+        time_dependent=any(r.time_dependent for r in refs.conditions),
+        account_level=any(r.account_level for r in refs.conditions),
+    )
+    return load_facts(session, contact.workspace_id, contact.id, now, merged)
+
+
+# --- enrolling --------------------------------------------------------------------------
+
+
+def past_enrollments(session: Session, workflow_id: int, contact_id: int) -> PastEnrollments:
+    count, last = session.execute(
+        select(func.count(), func.max(Enrollment.enrolled_at)).where(
+            Enrollment.workflow_id == workflow_id, Enrollment.contact_id == contact_id
+        )
+    ).one()
+    active = (
+        session.scalar(
+            select(Enrollment.id).where(
+                Enrollment.workflow_id == workflow_id,
+                Enrollment.contact_id == contact_id,
+                Enrollment.status == "active",
+            )
+        )
+        is not None
+    )
+    return PastEnrollments(
+        active=active, count=int(count or 0), last_entered_at=clock.as_utc(last) if last else None
+    )
+
+
+def enroll(
+    session: Session,
+    wf_row: Workflow,
+    contact_id: int,
+    *,
+    now: datetime | None = None,
+    event: str | None = None,
+    properties: Mapping[str, Any] | None = None,
+    manual: bool = False,
+) -> Enrollment | None:
+    """Start a journey if the re-entry policy allows (``None`` if not), and run its first
+    steps at once. ``manual`` (API/CLI) is refused with ``Conflict`` when the policy says no."""
+    now = now or clock.utcnow()
+    wf, refs = parsed(session, wf_row.id, wf_row.version)
+    if not may_enroll(wf.policies.reentry, past_enrollments(session, wf_row.id, contact_id), now):
+        if manual:
+            raise Conflict(
+                "the contact is in this workflow now, or its re-entry policy refuses another entry",
+                code="enrollment_refused",
+                field="contact_id",
+            )
+        return None
+    contact = session.get(Contact, contact_id)
+    if contact is None:
+        raise NotFound(f"No contact {contact_id}.", code="contact_not_found", field="contact_id")
+    dialect = session.get_bind().dialect.name
+    ins: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    new_id = session.execute(
+        ins(Enrollment)
+        .values(
+            workspace_id=contact.workspace_id,
+            workflow_id=wf_row.id,
+            version=wf_row.version,
+            contact_id=contact_id,
+            state={},
+            status="active",
+            next_wake_at=None,
+            enrolled_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(
+            index_elements=["workflow_id", "contact_id"],
+            index_where=Enrollment.status == "active",
+        )
+        .returning(Enrollment.id)
+    ).scalar_one_or_none()
+    if new_id is None:  # the partial unique index: another trigger won the race
+        if manual:
+            raise Conflict("the contact is in this workflow now", code="enrollment_refused")
+        return None
+    row = session.get(Enrollment, int(new_id))
+    assert row is not None
+    state = engine.State.new(row.id, event=event, properties=properties)
+    step(session, wf_row, row, contact, engine.Enroll(), now, parsed_wf=(wf, refs), state=state)
+    return row
+
+
+# --- advancing --------------------------------------------------------------------------
+
+
+@dataclass
+class StepResult:
+    commands: int
+    exit_reason: str | None
+
+
+def step(
+    session: Session,
+    wf_row: Workflow,
+    row: Enrollment,
+    contact: Contact | None,
+    stimulus: engine.Stimulus,
+    now: datetime,
+    *,
+    parsed_wf: _Parsed | None = None,
+    state: engine.State | None = None,
+) -> StepResult | None:
+    """Advance one enrollment; ``None`` if the workflow was paused for a missing reference
+    (the enrollment is left as it was, to run on resume)."""
+    wf, refs = parsed_wf or parsed(session, wf_row.id, row.version)
+    state = state or engine.State.model_validate(row.state)
+    if contact is None:
+        contact = session.get(Contact, row.contact_id)
+    if contact is None:  # erased: the row goes with the contact; nothing to do
+        return StepResult(0, None)
+    facts = facts_for(session, wf, refs, contact, now)
+    outcome = engine.advance(wf, state, stimulus, now, facts)
+    try:
+        _check_references(session, outcome)
+    except Missing as gone:
+        store.pause_for_missing(session, wf_row, gone.what)
+        log.warning("workflows.paused", workflow=wf_row.key, missing=gone.what)
+        return None
+    _apply(session, wf_row, row, contact, outcome, now)
+    return StepResult(len(outcome.commands), outcome.exit_reason)
+
+
+def _check_references(session: Session, outcome: engine.Outcome) -> None:
+    """Raise ``Missing`` before anything is written if a command names something gone."""
+    secrets: dict[str, str] | None = None
+    for cmd in outcome.commands:
+        if isinstance(cmd, engine.SendEmailCommand):
+            _template_id(session, cmd.template)
+        elif isinstance(
+            cmd, engine.AddToListCommand | engine.RemoveFromListCommand | engine.UnsubscribeCommand
+        ):
+            if cmd.list is not None:
+                _list_id(session, cmd.list)
+        elif isinstance(cmd, engine.CallWebhookCommand):
+            secrets = secrets if secrets is not None else store.webhook_secrets(session)
+            if cmd.secret not in secrets:
+                raise Missing(f"webhook secret {cmd.secret!r}")
+
+
+def _template_id(session: Session, ref: str) -> int:
+    found = session.scalar(select(Template.id).where(Template.name == ref))
+    if found is None and ref.isdigit():
+        found = session.scalar(select(Template.id).where(Template.id == int(ref)))
+    if found is None:
+        raise Missing(f"template {ref!r}")
+    return int(found)
+
+
+def _list_id(session: Session, ref: int | str) -> int:
+    if isinstance(ref, int):
+        found = session.scalar(select(MailingList.id).where(MailingList.id == ref))
+    else:
+        found = session.scalar(select(MailingList.id).where(MailingList.name == ref))
+    if found is None:
+        raise Missing(f"list {ref!r}")
+    return int(found)
+
+
+def _apply(
+    session: Session,
+    wf_row: Workflow,
+    row: Enrollment,
+    contact: Contact,
+    outcome: engine.Outcome,
+    now: datetime,
+) -> None:
+    from postwise.contacts import actions, lists
+
+    done: dict[str, dict[str, Any]] = {}  # step id -> what it did (for the history rows)
+    sent = False
+    for cmd in outcome.commands:
+        if isinstance(cmd, engine.SendEmailCommand):
+            template_id = _template_id(session, cmd.template)
+            if cmd.marketing and contact.status != "subscribed":
+                done[cmd.step] = {"template": cmd.template, "skipped": contact.status}
+                continue
+            [outbox_id] = outbox.enqueue(
+                session,
+                [
+                    outbox.NewMessage(
+                        email=contact.email,
+                        kind="marketing" if cmd.marketing else "transactional",
+                        contact_id=contact.id,
+                        template_id=str(template_id),
+                        data={"data": dict(cmd.data)},
+                        workflow_key=wf_row.key,
+                        idempotency_key=f"wf:{cmd.key}",
+                    )
+                ],
+            )
+            sent = True
+            done[cmd.step] = {"template": cmd.template, "outbox_id": outbox_id, "key": cmd.key}
+        elif isinstance(cmd, engine.UpdateAttributeCommand):
+            try:
+                actions.update_contact(
+                    session,
+                    contact.id,
+                    {"attributes": {cmd.attribute: cmd.value}},
+                    source=f"workflow:{wf_row.key}",
+                )
+            except ValidationFailed as exc:
+                done[cmd.step] = {"attribute": cmd.attribute, "error": exc.message}
+                continue
+            done[cmd.step] = {"attribute": cmd.attribute, "value": cmd.value}
+        elif isinstance(cmd, engine.AddToListCommand):
+            list_id = _list_id(session, cmd.list)
+            lists.subscribe(
+                session,
+                list_id,
+                contact.id,
+                lists.ConsentInput(source="api", text=f"workflow {wf_row.key}"),
+                confirmed=True,
+            )
+            done[cmd.step] = {"list": list_id}
+        elif isinstance(cmd, engine.RemoveFromListCommand):
+            list_id = _list_id(session, cmd.list)
+            with contextlib.suppress(NotFound):
+                lists.remove_member(session, list_id, contact.id)
+            done[cmd.step] = {"list": list_id}
+        elif isinstance(cmd, engine.UnsubscribeCommand):
+            if cmd.list is None:
+                actions.set_status(
+                    session, contact.id, "unsubscribed", source=f"workflow:{wf_row.key}"
+                )
+                done[cmd.step] = {"unsubscribed": "all"}
+            else:
+                list_id = _list_id(session, cmd.list)
+                with contextlib.suppress(NotFound):
+                    lists.unsubscribe(session, list_id, contact.id, source="workflow")
+                done[cmd.step] = {"unsubscribed": list_id}
+        elif isinstance(cmd, engine.CallWebhookCommand):
+            delivery_id = _webhook(session, wf_row, row, contact, cmd, now)
+            done[cmd.step] = {"webhook": cmd.url, "delivery_id": delivery_id, "key": cmd.key}
+    state = outcome.state
+    row.state = state.model_dump(mode="json")
+    row.next_wake_at = outcome.wake_at
+    row.updated_at = now
+    reason = outcome.exit_reason
+    if reason is not None:
+        row.status = "completed" if reason == "completed" else "exited"
+        row.exit_reason = reason
+        row.exited_at = now
+        row.next_wake_at = None
+    history = [c for c in outcome.commands if isinstance(c, engine.RecordStep)]
+    if history:
+        session.execute(
+            insert(EnrollmentStep),
+            [
+                {
+                    "workspace_id": row.workspace_id,
+                    "enrollment_id": row.id,
+                    "workflow_id": wf_row.id,
+                    "step": h.step,
+                    "at": h.at,
+                    "outcome": h.outcome[:200],
+                    "command": done.get(h.step, {}) if h.outcome in _ACTING else {},
+                }
+                for h in history
+            ],
+        )
+    session.flush()
+    if sent:
+        from postwise.delivery.service import kick
+
+        kick(session)
+
+
+_ACTING = frozenset({"sent", "updated", "added", "removed", "unsubscribed", "webhook"})
+
+
+def _webhook(
+    session: Session,
+    wf_row: Workflow,
+    row: Enrollment,
+    contact: Contact,
+    cmd: engine.CallWebhookCommand,
+    now: datetime,
+) -> int:
+    from postwise.workflows import webhooks
+
+    if cmd.secret not in store.webhook_secrets(session):
+        raise Missing(f"webhook secret {cmd.secret!r}")
+    envelope = {
+        "workflow": wf_row.key,
+        "enrollment": row.id,
+        "contact": {"id": contact.id, "email": contact.email},
+        "occurred_at": now.isoformat(),
+    }
+    values = {
+        "workspace_id": row.workspace_id,
+        "workflow_id": wf_row.id,
+        "enrollment_id": row.id,
+        "key": cmd.key,
+        "step": cmd.step,
+        "url": cmd.url,
+        "secret": cmd.secret,
+        "body": webhooks.payload(cmd, envelope).decode(),
+        "max_attempts": cmd.max_attempts,
+        "backoff": float(cmd.backoff),
+        "attempts": 0,
+        "status": "pending",
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+    dialect = session.get_bind().dialect.name
+    ins: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    new_id = session.execute(
+        ins(WebhookDelivery)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["workspace_id", "key"])
+        .returning(WebhookDelivery.id)
+    ).scalar_one_or_none()
+    if new_id is None:
+        new_id = session.scalar(select(WebhookDelivery.id).where(WebhookDelivery.key == cmd.key))
+        return int(new_id or 0)
+    from postwise.workflows import jobs
+
+    jobs.enqueue_webhook(session, int(new_id), now)
+    return int(new_id)
+
+
+# --- claiming due wake-ups --------------------------------------------------------------
+
+
+def claim_due(session: Session, now: datetime, limit: int) -> list[Enrollment]:
+    """Due enrollments of active workflows, locked for this transaction (skipping rows
+    another worker holds); every workspace (a system session)."""
+    stmt = (
+        select(Enrollment)
+        .join(Workflow, Workflow.id == Enrollment.workflow_id)
+        .where(
+            Enrollment.status == "active",
+            Enrollment.next_wake_at <= now,
+            Workflow.status == "active",
+        )
+        .order_by(Enrollment.next_wake_at)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(of=Enrollment, skip_locked=True)
+    return list(session.scalars(stmt))
+
+
+def next_due(session: Session) -> datetime | None:
+    at = session.scalar(
+        select(func.min(Enrollment.next_wake_at))
+        .join(Workflow, Workflow.id == Enrollment.workflow_id)
+        .where(Enrollment.status == "active", Workflow.status == "active")
+    )
+    return clock.as_utc(at) if at is not None else None
+
+
+def wake(session: Session, rows: Sequence[Enrollment], now: datetime) -> int:
+    """Run ``Wake`` on claimed rows (any workspace); returns how many steps ran."""
+    from postwise.storage import tenancy
+
+    ran = 0
+    for r in rows:
+        scoped = Session(bind=session.connection(), join_transaction_mode="create_savepoint")
+        tenancy.bind(scoped, r.workspace_id)
+        try:
+            mine = scoped.get(Enrollment, r.id)
+            wf_row = scoped.get(Workflow, r.workflow_id)
+            if mine is None or wf_row is None or wf_row.status != "active":
+                continue
+            step(scoped, wf_row, mine, None, engine.Wake(), now)
+            scoped.commit()
+            ran += 1
+        except Exception:
+            log.exception("workflows.step_failed", enrollment=r.id)
+            scoped.rollback()
+            r.next_wake_at = now + RETRY_AFTER_ERROR
+            session.flush()
+        finally:
+            scoped.close()
+    return ran
+
+
+# --- stimuli for running enrollments ----------------------------------------------------
+
+
+def active_enrollments(session: Session, contact_id: int) -> list[Enrollment]:
+    return list(
+        session.scalars(
+            select(Enrollment).where(
+                Enrollment.contact_id == contact_id, Enrollment.status == "active"
+            )
+        )
+    )
+
+
+def deliver(
+    session: Session,
+    contact_id: int,
+    stimulus: engine.Stimulus,
+    now: datetime,
+    *,
+    names: set[str] | None = None,
+) -> int:
+    """Give ``stimulus`` to the contact's running enrollments of active workflows that care
+    (``names``: the event names that matter, from ``live_events``); returns how many."""
+    count = 0
+    for row in active_enrollments(session, contact_id):
+        wf_row = session.get(Workflow, row.workflow_id)
+        if wf_row is None or wf_row.status != "active":
+            continue
+        wf, refs = parsed(session, row.workflow_id, row.version)
+        if isinstance(stimulus, engine.EventArrived) and stimulus.name not in refs.live_events:
+            continue
+        if isinstance(stimulus, engine.SegmentChanged) and wf.goal_segment is None:
+            continue
+        step(session, wf_row, row, None, stimulus, now, parsed_wf=(wf, refs))
+        count += 1
+    return count
+
+
+def stop(session: Session, row: Enrollment, reason: str, now: datetime) -> None:
+    wf_row = session.get(Workflow, row.workflow_id)
+    if wf_row is not None:
+        step(session, wf_row, row, None, engine.Stop(reason), now)
+
+
+def migrate_enrollments(
+    session: Session, ref: int | str, *, now: datetime | None = None
+) -> dict[str, int]:
+    """Move the workflow's running enrollments to its current version (same step id and
+    kind of wait); those that cannot move stay where they are. Returns counts."""
+    now = now or clock.utcnow()
+    wf_row = store.get_workflow(session, ref)
+    target, _ = parsed(session, wf_row.id, wf_row.version)
+    moved = kept = 0
+    for row in session.scalars(
+        select(Enrollment).where(
+            and_(
+                Enrollment.workflow_id == wf_row.id,
+                Enrollment.status == "active",
+                Enrollment.version != wf_row.version,
+            )
+        )
+    ):
+        try:
+            state = engine.migrate(engine.State.model_validate(row.state), target, now)
+        except Exception:
+            kept += 1
+            continue
+        row.state = state.model_dump(mode="json")
+        row.version = wf_row.version
+        row.next_wake_at = state.wake_at
+        row.updated_at = now
+        session.add(
+            EnrollmentStep(
+                enrollment_id=row.id,
+                workflow_id=wf_row.id,
+                step=state.step or "",
+                at=now,
+                outcome="migrated",
+                command={"version": wf_row.version},
+            )
+        )
+        moved += 1
+    session.flush()
+    return {"migrated": moved, "kept": kept}
