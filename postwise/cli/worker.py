@@ -22,6 +22,7 @@ TASK_MODULES: tuple[str, ...] = (
     "postwise.tracking.retention",
     "postwise.segments.jobs",
     "postwise.bounces.jobs",
+    "postwise.workflows.jobs",
 )
 
 jobs_app = typer.Typer(help="The background job queue.", no_args_is_help=True)
@@ -66,6 +67,7 @@ def worker(
     from postwise.jobs.runner import Worker
     from postwise.segments import jobs as segment_jobs
     from postwise.tracking import retention
+    from postwise.workflows import jobs as workflow_jobs
 
     _import_task_modules(imports)
     queues = _split(queue) or ["default"]
@@ -77,6 +79,8 @@ def worker(
                 retention.ensure_purge_scheduled(session)
                 segment_jobs.ensure_sweep_scheduled(session)
                 bounce_jobs.ensure_poll_scheduled(session)
+                workflow_jobs.ensure_scheduled(session)
+                workflow_jobs.ensure_dates_scheduled(session)
     except SQLAlchemyError as exc:
         fail(f"cannot use the job table ({type(exc).__name__}); run `postwise db upgrade` first")
     if metrics_port:
