@@ -13,6 +13,7 @@ import functools
 import re
 from dataclasses import dataclass
 
+from postwise.bounces.data import origins as origin_tables
 from postwise.bounces.data import phrases
 
 _LITERAL = frozenset("abcdefghijklmnopqrstuvwxyz0123456789 ,;:'\"=-_/@#<>!%&`~")
@@ -137,7 +138,49 @@ _SENDER_SIDE = frozenset(
     {"blocked", "userunknown", "hostunknown", "filtered", "onhold", "undefined", None}
 )
 _GREETING = frozenset({"CONNECT", "EHLO", "HELO"})
+_BEFORE_DATA = frozenset({"CONNECT", "EHLO", "HELO", "MAIL", "RCPT"})
 _SUCCESS_ACTIONS = frozenset({"delivered", "relayed", "expanded"})
+
+
+_ORIGIN_WORDING = {
+    name: [(re.compile(pattern, re.IGNORECASE), reason, cmd) for pattern, reason, cmd in lines]
+    for name, lines in origin_tables.WORDING.items()
+}
+_STATUS_IN_TEXT = re.compile(r"(?<![\w.])([45]\.\d{1,3}\.\d{1,3})(?![\w.]*\d)")
+_AUP_CODE = re.compile(r"AUP#[A-Za-z]*-?(\d{4})")
+
+
+def origin_reason(
+    origins: tuple[str, ...], diagnostic: str, status: str | None, command: str | None
+) -> tuple[str | None, str | None]:
+    """(reason, command) the writer's or the remote provider's own wording says, if any.
+
+    Exchange's MSEXCH codes, Gmail's ``(state N)``, au's "550 : User unknown": their
+    meaning is the writer's (``data/origins.py``), so it comes before generic phrases.
+    """
+    for name in origins:
+        for pattern, reason, cmd in _ORIGIN_WORDING.get(name, ()):
+            if pattern.search(diagnostic):
+                if name in origin_tables.CODE_FIRST and status and not status.endswith(".0"):
+                    reason = status_reason(status) or reason  # a precise code still wins
+                return reason, cmd
+        if name == "spectrum":
+            m = _AUP_CODE.search(diagnostic)
+            code = int(m.group(1)) if m else 0
+            for first, last, reason in origin_tables.SPECTRUM_CODES:
+                if first <= code <= last:
+                    return reason, None
+        if (
+            name == "nttdocomo"
+            and status in (None, "5.0.0")
+            and "unknown user" in diagnostic.lower()
+        ):
+            # at RCPT the address is unknown; after DATA the user's settings refuse the sender
+            if command == "RCPT":
+                return "userunknown", None
+            if command == "DATA":
+                return "rejected", None
+    return None, None
 
 
 @dataclass(frozen=True)
@@ -195,6 +238,7 @@ def classify(
     action: str | None = None,
     command: str | None = None,
     fixed_reason: str | None = None,
+    origins: tuple[str, ...] = (),
 ) -> Verdict:
     lowered = diagnostic.lower()
     words = set(_WORD.findall(lowered))
@@ -202,10 +246,18 @@ def classify(
         needed <= words and piece in lowered and pattern.search(diagnostic)
         for _, needed, piece, pattern in _FILTER_WORDING
     )
+    if status is None and "." in diagnostic:
+        written = _STATUS_IN_TEXT.search(diagnostic)  # a code in the sentence is its status
+        status = written.group(1) if written else None
     if fixed_reason:
         return _verdict(fixed_reason, status, reply_code, filter_wording)
     if action in _SUCCESS_ACTIONS or (status or "").startswith("2."):
         return Verdict("delivered", False, filter_wording)
+    if origins:
+        told, told_command = origin_reason(origins, diagnostic, status, command)
+        command = told_command or command
+        if told is not None:
+            return _verdict(told, status, reply_code, filter_wording)
     said, strong = _searched(diagnostic)
     if said is not None and strong:
         return _verdict(said, status, reply_code, filter_wording)
@@ -216,8 +268,13 @@ def classify(
         reason = by_code
     elif said == "userunknown" and code_key in phrases.STATUS_OVER_USERUNKNOWN:
         reason = "filtered" if command != "RCPT" else said
-    if reason == "userunknown" and command == "DATA" and not code_key.startswith("x.1."):
-        reason = "filtered"  # the address was accepted at RCPT: a filter said "unknown"
+    if (
+        reason == "userunknown"
+        and said == "userunknown"
+        and not code_key.startswith("x.1.")
+        and command not in _BEFORE_DATA
+    ):
+        reason = "filtered"  # not known to be said at RCPT, nor by an x.1 code: a filter
     if command in _GREETING and reason in ("onhold", "undefined", None):
         reason = "blocked"  # refused before any address was named: the sending host
     if command == "MAIL" and reason in _SENDER_SIDE and code_key not in ("x.1.1", "x.1.2"):

@@ -24,7 +24,7 @@ from email.policy import compat32
 from typing import Any
 
 from postwise.bounces import classifier
-from postwise.bounces.data import formats
+from postwise.bounces.data import formats, origins
 from postwise.bounces.report import Kind, ParsedMessage, RecipientOutcome
 
 MAX_BYTES = 2_000_000  # bounce facts sit at the top; the rest is the returned original
@@ -160,7 +160,8 @@ def _parse(raw: bytes) -> ParsedMessage:
         elif text_bounce and classifier.is_vague(item.diagnostic):  # the reason sits above
             item.diagnostic = _join(item.diagnostic, _collapse(error_text)[:MAX_DIAGNOSTIC])
         item.fixed_reason = fixed
-    outcomes = tuple(_classify(item) for item in found)
+    writers = _writers(msg, head, error_text)
+    outcomes = tuple(_classify(item, writers, reporting_mta) for item in found)
     kind = Kind.BOUNCE
     if outcomes and all(o.reason == "delivered" for o in outcomes):
         kind = Kind.DELIVERED
@@ -800,7 +801,42 @@ def _command(text: str) -> str | None:
 # --- classification ----------------------------------------------------------------------
 
 
-def _classify(item: _Found) -> RecipientOutcome:
+def _writers(msg: Message, head: dict[str, str], text: str) -> tuple[str, ...]:
+    """The MTAs whose layout this bounce has (``data/origins.SENDERS``), read from headers."""
+    names: list[str] = []
+    for name, field_name, pattern in origins.SENDERS:
+        if name in names:
+            continue
+        values = msg.get_all(field_name) if field_name == "received" else [head.get(field_name)]
+        if not any(v is not None and pattern.search(str(v)) for v in values or ()):
+            continue
+        also = origins.SENDER_ALSO.get(name)
+        if also is None or also[1].search(str(head.get(also[0]) or "")):
+            names.append(name)
+    for name, pattern in origins.SENDER_BODY:
+        if name not in names and pattern.search(text[:8000]):
+            names.append(name)
+    return tuple(names)
+
+
+def _remotes(item: _Found, diagnostic: str, reporting_mta: str | None) -> tuple[str, ...]:
+    """Receiving providers named by the remote or reporting MTA, the diagnostic's host
+    names, or the recipient's domain (``data/origins.REMOTES``)."""
+    hosts = f"{item.remote_mta or ''} {reporting_mta or ''} {diagnostic}".lower()
+    domain = item.recipient.rpartition("@")[2] if item.recipient else ""
+    return tuple(
+        name
+        for name, suffixes in origins.REMOTES
+        if any(
+            s in hosts or (domain and (s.lstrip(".") == domain or s.endswith("." + domain)))
+            for s in suffixes
+        )
+    )
+
+
+def _classify(
+    item: _Found, writers: tuple[str, ...] = (), reporting_mta: str | None = None
+) -> RecipientOutcome:
     diagnostic = _collapse(item.diagnostic)[: MAX_DIAGNOSTIC * 2]
     status = item.status
     if status is None or status.endswith(".0.0"):
@@ -817,6 +853,7 @@ def _classify(item: _Found) -> RecipientOutcome:
         diagnostic=diagnostic,
         action=item.action,
         command=command,
+        origins=writers + _remotes(item, diagnostic, reporting_mta),
     )
     return RecipientOutcome(
         recipient=item.recipient,

@@ -147,12 +147,6 @@ def test_reason_equals_label_for_90_percent() -> None:
     assert scores.reason_ok / scores.rows >= REASON_TARGET
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="measured 96.4% (402/417), target 97%: most misses are Sisimai labelling a bare "
-    "'user unknown' as filtered (soft) for some MTAs and userunknown (hard) for others with "
-    "no difference in the text; strict, so reaching the target fails this marker",
-)
 def test_hard_soft_equals_label_for_97_percent() -> None:
     _require(SISIMAI)
     scores = _scored()[0]

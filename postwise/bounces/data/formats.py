@@ -92,14 +92,25 @@ CONTINUED = re.compile(r"\(expanded from:?\s*$", _I)
 # The SMTP command the remote server was answering, named in the diagnostic.
 SMTP_COMMAND = re.compile(
     r"(?:in reply to|after|while (?:sending|talking)[^:]*?|did not like our|response to|\[(?=\w+_)|"
-    r">>>|command:?|failed after(?: I sent)?(?: the)?)\s*(?:end of\s+|final\s+|the\s+)?"
+    r">>>|command:?|failed after(?: I sent)?(?: the)?|most progress was|\bSMTP:(?=RCPT|MAIL|DATA))\s*(?:end of\s+|final\s+|the\s+)?"
     r"(?P<cmd>RCPT[ _]TO|RCPT|MAIL[ _]FROM|MAIL|DATA|end of data|EHLO|HELO|STARTTLS|AUTH|"
     r"CONNECT|initial connection|message body)\b",
     _I,
 )
 
 # Words one of which SMTP_COMMAND needs: a cheap test before the regex runs.
-SMTP_COMMAND_CUES = ("reply to", "after", "while", "like our", "response to", ">>>", "command", "[")
+SMTP_COMMAND_CUES = (
+    "reply to",
+    "after",
+    "while",
+    "like our",
+    "response to",
+    ">>>",
+    "command",
+    "[",
+    "most progress was",  # qmail: "most progress was RCPT TO response"
+    "smtp:",  # "Technical details: SMTP:RCPT host ..."
+)
 
 # Who sends bounces (local part of From).
 # Who sends bounces: searched in the whole From field (display name included), since
