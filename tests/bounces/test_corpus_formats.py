@@ -279,6 +279,18 @@ def test_dsn_codes_are_carried() -> None:
         (None, None, "", None, "undefined", False),
         ("5.1.10", 550, "null MX", None, "notaccept", True),
         ("4.1.10", 450, "null MX", None, "notaccept", False),  # temporary: not hard
+        (None, 550, "550 User unknown", None, "filtered", False),  # no stage, no code
+        (None, 550, "550 User unknown", "RCPT", "userunknown", True),  # said at RCPT
+        (None, 550, "550 5.1.1 User unknown", None, "userunknown", True),  # code in text
+        (
+            "5.0.0",
+            None,
+            "The email account that you tried to reach does not exist.",
+            None,
+            "filtered",
+            False,
+        ),
+        ("5.7.1", 553, "Invalid recipient", "RCPT", "userunknown", True),
     ],
 )
 def test_classification_rules(
@@ -353,3 +365,130 @@ def test_wording_in_the_wild(
 ) -> None:
     verdict = classify(status=None, reply_code=None, diagnostic=diagnostic)
     assert (verdict.reason, verdict.hard, verdict.filter_wording) == (reason, hard, filter_wording)
+
+
+@pytest.mark.parametrize(
+    ("origins", "status", "diagnostic", "command", "reason", "hard"),
+    [
+        # Exchange 2003: the MSEXCH code decides; without one, the generic rule
+        (
+            ("exchange2003",),
+            None,
+            "MSEXCH:IMS:A:B:C 0 (000C05A6) Unknown Recipient",
+            None,
+            "userunknown",
+            True,
+        ),
+        (
+            ("exchange2003",),
+            None,
+            "MSEXCH:IMS:A:B:C 0 (000C0595) Ambiguous Recipient",
+            None,
+            "filtered",
+            False,
+        ),
+        (("exchange2003",), None, "Recipient Not Found MSEXCH:IMC:A:B:C", None, "filtered", False),
+        # Gmail's (state N) names the stage; a precise code still wins
+        (("gmail",), None, "550 550 User unknown (state 14).", None, "userunknown", True),
+        (("gmail",), "5.7.0", "554 554 5.7.0 Header error (state 18).", None, "filtered", False),
+        (("gmail",), "5.2.2", "450 450 4.2.2 Mailbox Full (state 14).", None, "mailboxfull", False),
+        # au/KDDI: no address named = the recipient's filter
+        (("kddi",), None, "550 : User unknown", None, "filtered", False),
+        (("kddi",), "5.0.0", "550 <a@ezweb.ne.jp>: User unknown", None, "userunknown", True),
+        # NTT DOCOMO: "Unknown user" after DATA is the user's reception settings
+        (("nttdocomo",), "5.0.0", "550 Unknown user a@docomo.ne.jp", "DATA", "rejected", False),
+        (("nttdocomo",), "5.0.0", "550 Unknown user a@docomo.ne.jp", "RCPT", "userunknown", True),
+        (("messagelabs",), "5.0.0", "550 a@b.example... No such user", None, "userunknown", True),
+        (
+            ("yahooinc",),
+            "5.0.0",
+            "554 delivery error: dd This user doesn't have a yahoo.com account (a@yahoo.com) [0]",
+            "DATA",
+            "userunknown",
+            True,
+        ),
+        (
+            ("spectrum",),
+            "5.1.0",
+            "550 5.1.0 sender rejected. AUP#In-1310",
+            None,
+            "toomanyconn",
+            False,
+        ),
+        (("mimecast",), "5.0.0", "554 Host network not allowed", None, "policyviolation", False),
+        (
+            ("interscanmss",),
+            None,
+            "Unable to deliver message to <a@b.example>",
+            None,
+            "userunknown",
+            True,
+        ),
+        (
+            ("verizon",),
+            None,
+            "550 - Requested action not taken: no such user here",
+            None,
+            "userunknown",
+            True,
+        ),
+        # the same sentences from writers with no table of their own
+        ((), None, "550 - Requested action not taken: no such user here", None, "filtered", False),
+    ],
+)
+def test_writer_and_provider_wording(
+    origins: tuple[str, ...],
+    status: str | None,
+    diagnostic: str,
+    command: str | None,
+    reason: str,
+    hard: bool,
+) -> None:
+    reply = 550 if "550" in diagnostic else None
+    verdict = classify(
+        status=status, reply_code=reply, diagnostic=diagnostic, command=command, origins=origins
+    )
+    assert (verdict.reason, verdict.hard) == (reason, hard)
+
+
+def _exchange2003(mailer: str) -> bytes:
+    return (
+        "From: postmaster@corp.example\r\n"
+        f"To: {VERP}\r\n"
+        "Subject: Undeliverable: Hello\r\n"
+        f"X-Mailer: {mailer}\r\n"
+        "\r\n"
+        "Your message\r\n\r\n"
+        "  To:      ann@corp.example\r\n"
+        "  Subject: Hello\r\n\r\n"
+        "did not reach the following recipient(s):\r\n\r\n"
+        "ann@corp.example on Thu, 29 Apr 2010 16:51:51 -0500\r\n"
+        "    The recipient name is not recognized\r\n"
+        "    MSEXCH:IMS:CORP:SITE:EXCHANGE 0 (000C05A6) Unknown Recipient\r\n"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("mailer", "reason"),
+    [
+        ("Internet Mail Service (5.5.2653.19)", "userunknown"),  # Exchange: its code decides
+        ("Some Other Mailer 1.0", "filtered"),  # no writer known: no stage, no x.1 code
+    ],
+)
+def test_writer_is_recognized_by_its_headers(mailer: str, reason: str) -> None:
+    parsed = parse_message(_exchange2003(mailer))
+    assert parsed.kind is Kind.BOUNCE
+    assert [(r.recipient, r.reason) for r in parsed.recipients] == [("ann@corp.example", reason)]
+
+
+def test_provider_is_recognized_by_remote_host_or_recipient_domain() -> None:
+    text = "550 Unknown user ann@docomo.ne.jp (in reply to end of DATA command)"
+    blocks = (
+        "Final-Recipient: rfc822; ann@docomo.ne.jp\r\nAction: failed\r\nStatus: 5.0.0\r\n"
+        "Remote-MTA: dns; mfsmax.docomo.ne.jp\r\n"
+        "Diagnostic-Code: smtp; 550 Unknown user ann@docomo.ne.jp\r\n"
+    )
+    assert parse_message(_report(text, blocks)).recipients[0].reason == "rejected"
+    kddi = blocks.replace("docomo.ne.jp", "ezweb.ne.jp").replace("mfsmax.", "mx.")
+    kddi = kddi.replace("550 Unknown user ann@ezweb.ne.jp", "550 <ann@ezweb.ne.jp>: User unknown")
+    assert parse_message(_report("", kddi)).recipients[0].reason == "userunknown"
