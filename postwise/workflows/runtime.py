@@ -60,6 +60,11 @@ class Missing(Exception):
         self.what = what
 
 
+def forget_parsed() -> None:
+    """Drop the parsed versions (ids are reused only by a database made anew: tests)."""
+    _CACHE.clear()
+
+
 def parsed(session: Session, workflow_id: int, version: int) -> _Parsed:
     """The checked workflow of one stored version (cached per process)."""
     found = _CACHE.get((workflow_id, version))

@@ -46,6 +46,8 @@ class Clock:
 
 @pytest.fixture
 def moved(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    runtime.forget_parsed()
+    jobs.forget_interest()
     return Clock(monkeypatch)
 
 
@@ -72,6 +74,7 @@ def setup(db: Database, book: str, **params: Any) -> tuple[int, int]:
         [ann] = upsert_contacts(
             s, [{"email": "ann@corp.example", "external_id": "u1", "timezone": "UTC"}], source="api"
         )
+        store.set_webhook_secret(s, "sales", "s" * 32)
         store.install_playbook(s, book, params=params or None)
     jobs.forget_interest()
     return ws, ann.contact_id
@@ -225,7 +228,7 @@ class _Target(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         length = int(self.headers.get("content-length", 0))
         self.rfile.read(length)
-        type(self).calls.append(dict(self.headers))
+        type(self).calls.append({k.lower(): v for k, v in self.headers.items()})
         if type(self).hang:
             threading.Event().wait(2)
         status = 500 if len(type(self).calls) <= type(self).fail_first else 200

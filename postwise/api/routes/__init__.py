@@ -22,6 +22,7 @@ from postwise.api.routes import (
     templates,
     tracking,
     unsubscribe,
+    workflows,
     workspace,
 )
 
@@ -45,3 +46,4 @@ ROUTERS.append(unsubscribe.router)
 ROUTERS.append(email_tracking.router)
 ROUTERS.append(bounces.router)
 ROUTERS.append(bounces.webhook_router)
+ROUTERS.append(workflows.router)
