@@ -318,6 +318,7 @@ class _Compiler:
         # conditions, which look at colleagues.
         self.only = None if contact_ids is None else list(contact_ids)
         self.sets: dict[int, _EventSet] = {}
+        self.few = contact_ids is not None  # set too once a condition drives
 
     def node(self, node: Node, contacts: FromClause, negate: bool = False) -> ColumnElement[bool]:
         """``node`` (or its negation) with NOT pushed down to the conditions (De Morgan),
@@ -461,7 +462,13 @@ class _Compiler:
     def _member(self, found: _EventSet, contacts: FromClause) -> ColumnElement[bool]:
         if found.rows is None:
             return false() if found.positive else true()
-        if found.grouped:
+        if found.aggregated and self.few:
+            # Few outer rows (a driving condition's contacts, or the contacts being
+            # re-evaluated): aggregate each one's events by index probe, as PostgreSQL
+            # will not push the join into a grouped subquery and would group everyone.
+            column = found.rows.selected_columns[0]
+            test = exists(found.rows.where(column == contacts.c.id))
+        elif found.grouped:
             groups = found.rows.subquery()
             test = exists(select(literal(1)).where(groups.c.contact_id == contacts.c.id))
         else:
@@ -545,13 +552,14 @@ class _EventSet:
     rows: Select[Any] | None
     positive: bool
     grouped: bool
+    aggregated: bool = False  # rows is GROUP BY contact_id ... HAVING over events itself
 
 
 def _grouped(
     e: FromClause, tests: list[ColumnElement[bool]], having: ColumnElement[bool], *, positive: bool
 ) -> _EventSet:
     rows = select(e.c.contact_id).where(*tests).group_by(e.c.contact_id).having(having)
-    return _EventSet(rows, positive=positive, grouped=True)
+    return _EventSet(rows, positive=positive, grouped=True, aggregated=True)
 
 
 def _counted(e: FromClause, tests: list[ColumnElement[bool]], count: Count | None) -> _EventSet:
@@ -605,6 +613,7 @@ def compile_members(
     driving = compiler.driver(parts)
     if driving is not None:
         index, found = driving
+        compiler.few = True
         rest = [compiler.node(n, found, neg) for i, (n, neg) in enumerate(parts) if i != index]
         stmt = select(found.c.id.label("contact_id")).where(*rest)
         ids = found.c.id
