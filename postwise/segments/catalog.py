@@ -17,7 +17,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import structlog
 from sqlalchemy import select
@@ -75,31 +75,36 @@ def triggers_of(refs: References) -> frozenset[str]:
     return frozenset(keys)
 
 
-# (workspace, segment id, version, digest of the workspace's definitions): a definition
-# inlines the segments it references, so a save of any of them must miss the cache.
-_Key = tuple[int, int, int, str]
+K = TypeVar("K")
+V = TypeVar("V")
 
 
-class _Cache:
-    def __init__(self) -> None:
+class _Cache(Generic[K, V]):
+    """A small thread-safe LRU: workers run jobs on threads."""
+
+    def __init__(self, size: int = _CACHE_SIZE) -> None:
         self._lock = threading.Lock()
-        self._items: OrderedDict[_Key, Loaded] = OrderedDict()
+        self._size = size
+        self._items: OrderedDict[K, V] = OrderedDict()
 
-    def get(self, key: _Key) -> Loaded | None:
+    def get(self, key: K) -> V | None:
         with self._lock:
             item = self._items.get(key)
             if item is not None:
                 self._items.move_to_end(key)
             return item
 
-    def put(self, key: _Key, item: Loaded) -> None:
+    def put(self, key: K, item: V) -> None:
         with self._lock:
             self._items[key] = item
-            while len(self._items) > _CACHE_SIZE:
+            while len(self._items) > self._size:
                 self._items.popitem(last=False)
 
 
-_cache = _Cache()
+# Keys carry a digest of the workspace's definitions: a definition inlines the segments
+# it references, so a save of any of them must miss the cache.
+_cache: _Cache[tuple[int, int, int, str], Loaded] = _Cache()  # (ws, id, version, digest)
+_orders: _Cache[tuple[int, str], list[Loaded]] = _Cache(256)  # (ws, digest)
 
 
 def _others(session: Session, segment_id: int | None) -> dict[int, dict[str, Any]]:
@@ -118,17 +123,51 @@ def parse(
     return parse_definition(dict(document), context)
 
 
-def _stamp(session: Session) -> str:
-    """A digest of every definition of the workspace: a key that changes whenever any
-    segment (and so what a definition inlines) is saved, whichever database this is."""
-    rows = session.execute(
-        select(Segment.id, Segment.version, Segment.definition).order_by(Segment.id)
-    ).all()
-    text = json.dumps([[r.id, r.version, r.definition] for r in rows], sort_keys=True)
+class SegmentRow(Protocol):
+    """What parsing needs of a saved segment: a ``Segment`` or a row of ``_rows``."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def workspace_id(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def definition(self) -> dict[str, Any]: ...
+
+
+def _rows(session: Session) -> list[Any]:
+    """Every segment of the session's workspace, in one query (no ORM objects)."""
+    return list(
+        session.execute(
+            select(
+                Segment.id,
+                Segment.workspace_id,
+                Segment.name,
+                Segment.version,
+                Segment.status,
+                Segment.definition,
+            )
+            .where(Segment.workspace_id == workspace_of(session))
+            .order_by(Segment.id)
+        )
+    )
+
+
+def _digest(rows: list[Any]) -> str:
+    """A digest of every definition of the workspace: it changes whenever any segment
+    (and so what a definition inlines) is saved, whichever database this is."""
+    text = json.dumps([[r.id, r.version, r.status, r.definition] for r in rows], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def loaded(session: Session, segment: Segment, *, stamp: str | None = None) -> Loaded:
+def _stamp(session: Session) -> str:
+    return _digest(_rows(session))
+
+
+def loaded(session: Session, segment: SegmentRow, *, stamp: str | None = None) -> Loaded:
     """``segment`` parsed (once per version of it and of the segments it may reference)."""
     if stamp is None:
         stamp = _stamp(session)
@@ -176,18 +215,23 @@ def load(session: Session) -> list[Loaded]:
     A stored definition that no longer parses (say an attribute it names was deleted)
     is left out with a warning rather than stopping every other segment's updates.
     """
-    workspace_of(session)  # a tenant session: never mix workspaces here
-    rows = session.scalars(
-        select(Segment).where(Segment.status == "active").order_by(Segment.id)
-    ).all()
-    stamp = _stamp(session)
+    rows = _rows(session)  # a tenant session: never mix workspaces here
+    stamp = _digest(rows)
+    key = (workspace_of(session), stamp)
+    found = _orders.get(key)
+    if found is not None:
+        return found
     items = []
     for row in rows:
+        if row.status != "active":
+            continue
         try:
             items.append(loaded(session, row, stamp=stamp))
         except InvalidSegment as exc:
             log.warning("segments.unusable", segment_id=row.id, field=exc.field, error=str(exc))
-    return _ordered(items)
+    ordered = _ordered(items)
+    _orders.put(key, ordered)
+    return ordered
 
 
 def referenced_ids(document: Any) -> set[int]:

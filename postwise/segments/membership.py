@@ -26,10 +26,10 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -94,12 +94,42 @@ def _events(
     ]
 
 
+# Core statements on the session's connection, run as executemany: compiled once and
+# cached (a multi-row VALUES would compile anew for every batch size), and outside the
+# ORM's bulk machinery, which costs more than the insert itself at these volumes.
+_STAYS = cast(Table, SegmentMembership.__table__)
+_EVENTS = cast(Table, Event.__table__)
+_EXIT = (
+    update(_STAYS)
+    .where(
+        _STAYS.c.segment_id == bindparam("segment"),
+        _STAYS.c.contact_id.in_(bindparam("contacts", expanding=True)),
+        _STAYS.c.exited_at.is_(None),
+    )
+    .values(exited_at=bindparam("now"))
+    .returning(_STAYS.c.contact_id)
+)
+
+
+def _stay_insert(dialect: str) -> Any:
+    """One INSERT of a stay, skipping a contact whose stay another worker just opened."""
+    ins: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        ins(_STAYS)
+        .on_conflict_do_nothing(
+            index_elements=["segment_id", "contact_id"],
+            index_where=_STAYS.c.exited_at.is_(None),
+        )
+        .returning(_STAYS.c.contact_id)
+    )
+
+
 def _enter(
     session: Session, segment: catalog.Loaded | Segment, contact_ids: Sequence[int], now: datetime
 ) -> list[int]:
     entered: list[int] = []
-    dialect = session.get_bind().dialect.name
-    ins: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    connection = session.connection()
+    stmt = _stay_insert(connection.dialect.name)
     for chunk in _chunks(sorted(contact_ids)):
         rows = [
             {
@@ -110,18 +140,9 @@ def _enter(
             }
             for cid in chunk
         ]
-        stmt = (
-            ins(SegmentMembership)
-            .values(rows)
-            .on_conflict_do_nothing(
-                index_elements=["segment_id", "contact_id"],
-                index_where=SegmentMembership.exited_at.is_(None),
-            )
-            .returning(SegmentMembership.contact_id)
-        )
-        done = [int(c) for c in session.execute(stmt).scalars()]
+        done = sorted(int(c) for c in connection.execute(stmt, rows).scalars())
         if done:
-            session.execute(insert(Event), _events(segment, ENTERED, sorted(done), now))
+            connection.execute(insert(_EVENTS), _events(segment, ENTERED, done, now))
         entered.extend(done)
     return entered
 
@@ -130,21 +151,12 @@ def _exit(
     session: Session, segment: catalog.Loaded | Segment, contact_ids: Sequence[int], now: datetime
 ) -> list[int]:
     exited: list[int] = []
+    connection = session.connection()
     for chunk in _chunks(sorted(contact_ids)):
-        stmt = (
-            update(SegmentMembership)
-            .where(
-                SegmentMembership.segment_id == segment.id,
-                SegmentMembership.contact_id.in_(chunk),
-                SegmentMembership.exited_at.is_(None),
-            )
-            .values(exited_at=now)
-            .returning(SegmentMembership.contact_id)
-            .execution_options(synchronize_session=False)
-        )
-        done = [int(c) for c in session.execute(stmt).scalars()]
+        found = connection.execute(_EXIT, {"segment": segment.id, "contacts": chunk, "now": now})
+        done = sorted(int(c) for c in found.scalars())
         if done:
-            session.execute(insert(Event), _events(segment, EXITED, sorted(done), now))
+            connection.execute(insert(_EVENTS), _events(segment, EXITED, done, now))
         exited.extend(done)
     return exited
 
