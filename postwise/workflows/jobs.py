@@ -45,9 +45,11 @@ from postwise.storage.tables import (
     MailingList,
     WebhookDelivery,
     Workflow,
+    WorkflowVersion,
 )
 from postwise.workflows import engine, runtime, store, triggers
-from postwise.workflows.definition import DateTrigger, ListTrigger
+from postwise.workflows.definition import DateTrigger, ListTrigger, parse_workflow
+from postwise.workflows.references import workflow_references
 
 log = structlog.get_logger(__name__)
 
@@ -142,26 +144,30 @@ def interest(session: Session, workspace_id: int) -> frozenset[str]:
     ).all()
     keys: set[str] = set()
     if rows:
-        scoped = Session(bind=conn, join_transaction_mode="rollback_only")
-        tenancy.bind(scoped, workspace_id)
-        try:
-            versions = scoped.execute(
-                select(Enrollment.workflow_id, Enrollment.version)
-                .where(Enrollment.status == "active")
-                .distinct()
-            ).all()
-            for wf_id, version in {*rows, *versions}:
-                try:
-                    wf, refs = runtime.parsed(scoped, int(wf_id), int(version))
-                except Exception:
-                    continue
-                keys.update(changes.event_key(n) for n in refs.live_events | refs.trigger_events)
-                if refs.trigger_segments or wf.goal_segment is not None:
-                    keys.update(changes.event_key(n) for n in SEGMENT_EVENTS)
-                if any(isinstance(t, ListTrigger) for t in wf.triggers):
-                    keys.add(changes.LIST)
-        finally:
-            scoped.close()
+        # Core statements on the connection: no second Session may touch the caller's
+        # transaction (closing one would roll it back).
+        versions = conn.execute(
+            select(Enrollment.workflow_id, Enrollment.version)
+            .where(Enrollment.workspace_id == workspace_id, Enrollment.status == "active")
+            .distinct()
+        ).all()
+        for wf_id, version in {*rows, *versions}:
+            doc = conn.execute(
+                select(WorkflowVersion.definition).where(
+                    WorkflowVersion.workflow_id == wf_id, WorkflowVersion.version == version
+                )
+            ).scalar()
+            try:
+                wf = parse_workflow(doc)
+            except Exception:  # a condition on a declared attribute: watch every event
+                keys.add(changes.ANY_EVENT)
+                continue
+            refs = workflow_references(wf)
+            keys.update(changes.event_key(n) for n in refs.live_events | refs.trigger_events)
+            if refs.trigger_segments or wf.goal_segment is not None:
+                keys.update(changes.event_key(n) for n in SEGMENT_EVENTS)
+            if any(isinstance(t, ListTrigger) for t in wf.triggers):
+                keys.add(changes.LIST)
     found = frozenset(keys)
     _INTEREST[workspace_id] = (monotime.monotonic(), found)
     return found
@@ -181,10 +187,15 @@ def _route_notes(session: Session) -> None:
         wanted = interest(session, workspace_id)
         if not wanted:
             continue
+        every = changes.ANY_EVENT in wanted
+
+        def seen(key: str, every: bool = every, wanted: frozenset[str] = wanted) -> bool:
+            return key in wanted or (every and key.startswith("event:"))
+
         picked = {
-            str(cid): sorted(k for k in keys if k in wanted)
+            str(cid): sorted(k for k in keys if seen(k))
             for cid, keys in contacts.items()
-            if any(k in wanted for k in keys)
+            if any(seen(k) for k in keys)
         }
         if picked:
             queue.enqueue(

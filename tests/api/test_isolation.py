@@ -52,12 +52,19 @@ from postwise.storage.tables import (
     Event,
     Suppression,
 )
+from postwise.workflows.store import create_workflow
 from postwise.workspaces.actions import create_api_key, create_workspace
 from tests.api.conftest import ClientFactory
 from tests.api.support import snapshot
 
 MARKER = "zebra"  # every text of B's seed holds it; no answer to A may
 PEOPLE = {"field": "contact.first_name", "op": "contains", "value": " "}  # all of the seed
+FLOW = {
+    "version": 1,
+    "name": "flow",
+    "triggers": [{"type": "manual"}],
+    "steps": [{"id": "wait_1d", "type": "wait", "duration": {"days": 1}}],
+}
 
 
 @dataclass
@@ -164,6 +171,10 @@ def seed(db: Database, tag: str) -> Seed:
         "alert_id": alert.id,
         "segment_id": people.id,
     }
+    with db.tenant(ws.workspace_id) as s:
+        out.ids["workflow_id"] = create_workflow(
+            s, f"{tag}-flow", {**FLOW, "name": f"{tag} flow"}
+        ).id
     return out
 
 
@@ -244,6 +255,15 @@ BODIES: dict[tuple[str, str], Callable[[Seed, Seed], list[Probe]]] = {
         Probe({"definition": {"segment": b.ids["segment_id"]}}, created(422)),
     ],
     ("PATCH", "/api/segments/{segment_id}"): lambda a, b: [Probe({"description": "Mallory"})],
+    ("POST", "/api/workflows"): lambda a, b: [
+        Probe({"key": b.lists[0].split()[0] + "-flow", "definition": FLOW}, created(201))
+    ],
+    ("POST", "/api/workflows/validate"): lambda a, b: [Probe({"definition": FLOW}, created(200))],
+    ("POST", "/api/workflows/install"): lambda a, b: [Probe({"playbook": "welcome"}, created(201))],
+    ("PUT", "/api/workflows/{workflow_id}"): lambda a, b: [Probe({"definition": FLOW})],
+    ("POST", "/api/workflows/{workflow_id}/enrollments"): lambda a, b: [
+        Probe({"contact_id": b.ids["contact_id"]}, names_b=True)
+    ],
 }
 
 # (method, path) -> why the generic probes cannot exercise it and where it is tested.
