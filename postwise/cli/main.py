@@ -16,6 +16,7 @@ from postwise.cli import (
     runtime,
     segments,
     worker,
+    workflows,
     workspaces,
 )
 
@@ -37,6 +38,7 @@ app.add_typer(messages.template_app, name="template")
 app.add_typer(outbox.outbox_app, name="outbox")
 app.add_typer(segments.segment_app, name="segment")
 app.add_typer(bounces.bounces_app, name="bounces")
+app.add_typer(workflows.workflow_app, name="workflow")
 app.command()(outbox.send)
 app.command()(runtime.serve)
 app.command()(runtime.run)

@@ -155,6 +155,7 @@ def seed(db: Database, tag: str) -> Seed:
         s.flush()
         people = create_segment(s, SegmentInput(f"{out.lists[0]} people", PEOPLE), refresh=False)
         refresh_segment(s, people.id)
+        people_id = people.id
     out.ids = {
         "contact_id": ann,
         "company_id": company.id,
@@ -169,7 +170,7 @@ def seed(db: Database, tag: str) -> Seed:
         "record_id": bounce.id,
         "block_id": block.id,
         "alert_id": alert.id,
-        "segment_id": people.id,
+        "segment_id": people_id,
     }
     with db.tenant(ws.workspace_id) as s:
         out.ids["workflow_id"] = create_workflow(

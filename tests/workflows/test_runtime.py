@@ -152,7 +152,7 @@ def test_cart_abandonment_reminds_then_offers_and_an_order_ends_it(
 
 
 def test_lead_nurture_books_a_demo_and_moves_to_sales(db: Database, moved: Clock) -> None:
-    ws, ann = setup(db, "lead_nurture")
+    ws, _ann = setup(db, "lead_nurture")
     with db.tenant(ws) as s:
         store.set_webhook_secret(s, "sales", "s" * 32)
     track(db, ws, "Lead Magnet Downloaded", moved.now, title="B2B email guide")
@@ -225,7 +225,7 @@ class _Target(http.server.BaseHTTPRequestHandler):
     fail_first = 2
     hang = False
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         length = int(self.headers.get("content-length", 0))
         self.rfile.read(length)
         type(self).calls.append({k.lower(): v for k, v in self.headers.items()})
