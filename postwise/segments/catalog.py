@@ -17,10 +17,10 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from postwise.segments import changes
@@ -138,22 +138,26 @@ class SegmentRow(Protocol):
     def definition(self) -> dict[str, Any]: ...
 
 
-def _rows(session: Session) -> list[Any]:
-    """Every segment of the session's workspace, in one query (no ORM objects)."""
-    return list(
-        session.execute(
-            select(
-                Segment.id,
-                Segment.workspace_id,
-                Segment.name,
-                Segment.version,
-                Segment.status,
-                Segment.definition,
-            )
-            .where(Segment.workspace_id == workspace_of(session))
-            .order_by(Segment.id)
-        )
+_SEGMENTS = cast(Table, Segment.__table__)
+_ROWS = (
+    select(
+        _SEGMENTS.c.id,
+        _SEGMENTS.c.workspace_id,
+        _SEGMENTS.c.name,
+        _SEGMENTS.c.version,
+        _SEGMENTS.c.status,
+        _SEGMENTS.c.definition,
     )
+    .where(_SEGMENTS.c.workspace_id == bindparam("workspace_id"))
+    .order_by(_SEGMENTS.c.id)
+)
+
+
+def _rows(session: Session) -> list[Any]:
+    """Every segment of the session's workspace: one cached Core statement, no ORM
+    objects (this runs for every real-time job and every noted transaction)."""
+    found = session.connection().execute(_ROWS, {"workspace_id": workspace_of(session)})
+    return list(found)
 
 
 def _digest(rows: list[Any]) -> str:

@@ -34,15 +34,20 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from postwise.core.clock import utcnow
+from postwise.core.errors import NotFound
 from postwise.core.pagination import Page, check_limit, decode_cursor, encode_cursor
 from postwise.segments import catalog
 from postwise.segments.compiler import compile_members
+from postwise.segments.evaluator import evaluate
+from postwise.segments.facts import load_facts
 from postwise.storage.tables import Contact, Event, Segment, SegmentMembership
 from postwise.storage.tenancy import workspace_of
 
 log = structlog.get_logger(__name__)
 
 BATCH = 2000
+# Up to this many contacts per segment are decided in memory (``matching``).
+EVALUATE_AT_MOST = 20
 ENTERED = "segment.entered"
 EXITED = "segment.exited"
 EVENT_TYPE = "segment"
@@ -99,6 +104,7 @@ def _events(
 # ORM's bulk machinery, which costs more than the insert itself at these volumes.
 _STAYS = cast(Table, SegmentMembership.__table__)
 _EVENTS = cast(Table, Event.__table__)
+_SEGMENTS = cast(Table, Segment.__table__)
 _EXIT = (
     update(_STAYS)
     .where(
@@ -161,30 +167,43 @@ def _exit(
     return exited
 
 
+_COUNT = (
+    update(_SEGMENTS)
+    .where(_SEGMENTS.c.id == bindparam("segment"))
+    .values(member_count=_SEGMENTS.c.member_count + bindparam("delta"))
+)
+_CURRENT = select(_STAYS.c.contact_id).where(
+    _STAYS.c.segment_id == bindparam("segment"), _STAYS.c.exited_at.is_(None)
+)
+_CURRENT_AMONG = _CURRENT.where(_STAYS.c.contact_id.in_(bindparam("contacts", expanding=True)))
+
+
 def _count_delta(session: Session, segment_id: int, delta: int) -> None:
     if delta:
-        session.execute(
-            update(Segment)
-            .where(Segment.id == segment_id)
-            .values(member_count=Segment.member_count + delta)
-            .execution_options(synchronize_session=False)
-        )
+        session.connection().execute(_COUNT, {"segment": segment_id, "delta": delta})
 
 
 def current_members(
     session: Session, segment_id: int, contact_ids: Sequence[int] | None = None
 ) -> set[int]:
-    stmt = select(SegmentMembership.contact_id).where(
-        SegmentMembership.segment_id == segment_id, SegmentMembership.exited_at.is_(None)
-    )
+    """Contacts with an open stay (all, or among ``contact_ids``); the caller has checked
+    that the segment is the session's workspace's."""
+    connection = session.connection()
     if contact_ids is None:
-        return {int(c) for c in session.scalars(stmt)}
+        return {int(c) for c in connection.execute(_CURRENT, {"segment": segment_id}).scalars()}
     found: set[int] = set()
     for chunk in _chunks(sorted(contact_ids)):
-        found.update(
-            int(c) for c in session.scalars(stmt.where(SegmentMembership.contact_id.in_(chunk)))
-        )
+        rows = connection.execute(_CURRENT_AMONG, {"segment": segment_id, "contacts": chunk})
+        found.update(int(c) for c in rows.scalars())
     return found
+
+
+def _holds(session: Session, segment: catalog.Loaded, contact_id: int, now: datetime) -> bool:
+    try:
+        facts = load_facts(session, segment.workspace_id, contact_id, now, segment.refs)
+    except NotFound:
+        return False  # deleted meanwhile: its stays went with it
+    return evaluate(segment.definition, facts, now)
 
 
 def matching(
@@ -193,11 +212,18 @@ def matching(
     *,
     now: datetime,
     contact_ids: Sequence[int] | None = None,
+    by_sql: bool = False,
 ) -> set[int]:
-    """Contacts that match the definition now (all of them, or among ``contact_ids``)."""
+    """Contacts that match the definition now (all of them, or among ``contact_ids``).
+
+    A few contacts are decided by the evaluator from their own facts (index probes by
+    contact), many by the compiled SQL restricted to them (``by_sql`` forces it).
+    """
     if contact_ids is None:
         stmt = compile_members(segment.definition, workspace_id=segment.workspace_id, now=now)
         return {int(c) for c in session.scalars(stmt)}
+    if len(contact_ids) <= EVALUATE_AT_MOST and not by_sql:
+        return {cid for cid in set(contact_ids) if _holds(session, segment, cid, now)}
     found: set[int] = set()
     for chunk in _chunks(sorted(contact_ids)):
         stmt = compile_members(
@@ -228,8 +254,6 @@ def refresh(session: Session, segment_id: int, *, now: datetime | None = None) -
     now = now or utcnow()
     row = session.get(Segment, segment_id)
     if row is None or row.workspace_id != workspace_of(session):
-        from postwise.core.errors import NotFound
-
         raise NotFound(f"no segment {segment_id}", code="segment_not_found", field="segment_id")
     segment = catalog.loaded(session, row)
     should = matching(session, segment, now=now)
