@@ -38,6 +38,9 @@ _ANGLE_ADDR_RE = re.compile(r"<(" + _ADDR + r")>")
 _STATUS_RE = re.compile(r"(?<![\w.])([45]\.\d{1,3}\.\d{1,3})(?![\w.]*\d)")
 _DSN_STATUS_RE = re.compile(r"([245]\.\d{1,3}\.\d{1,3})")
 _REPLY_RE = re.compile(r"(?<![\w.\-/:#=\[])([45][0-5]\d)(?=[\s\-:]|$)")
+_SENDER_FIELDS: dict[str, list[tuple[str, str, str]]] = {}
+for _name, _field, _how, _words in origins.SENDERS:
+    _SENDER_FIELDS.setdefault(_field, []).append((_name, _how, _words))
 _FIELD_RE = re.compile(r"^([A-Za-z][\w-]*)\s*:\s?(.*)$")
 _MBOX_FROM_RE = re.compile(rb"\A(?:\r?\n)*From [^\r\n]*\r?\n")
 _MBOX_NEXT_RE = re.compile(rb"\r?\n\r?\nFrom [^\r\n]+ \d{4}\r?\n")
@@ -99,7 +102,8 @@ def _parse(raw: bytes) -> ParsedMessage:
         notes.append("MIME boundary repaired")
     if not msg.keys():
         return ParsedMessage(kind=Kind.UNPARSED, unparsed_reason="no header fields")
-    head = {k.lower(): str(v) for k, v in reversed(msg.items())}  # first occurrence wins
+    fields = [(k.lower(), str(v)) for k, v in msg.items()]
+    head = dict(reversed(fields))  # first occurrence wins
     subject = _header_text(head.get("subject"))
     from_address = _first_address(_header_text(head.get("from")))
     pieces = _Pieces()
@@ -160,7 +164,7 @@ def _parse(raw: bytes) -> ParsedMessage:
         elif text_bounce and classifier.is_vague(item.diagnostic):  # the reason sits above
             item.diagnostic = _join(item.diagnostic, _collapse(error_text)[:MAX_DIAGNOSTIC])
         item.fixed_reason = fixed
-    writers = _writers(msg, head, error_text)
+    writers = _writers(fields, head, error_text)
     outcomes = tuple(_classify(item, writers, reporting_mta) for item in found)
     kind = Kind.BOUNCE
     if outcomes and all(o.reason == "delivered" for o in outcomes):
@@ -801,20 +805,33 @@ def _command(text: str) -> str | None:
 # --- classification ----------------------------------------------------------------------
 
 
-def _writers(msg: Message, head: dict[str, str], text: str) -> tuple[str, ...]:
-    """The MTAs whose layout this bounce has (``data/origins.SENDERS``), read from headers."""
+def _writers(fields: list[tuple[str, str]], head: dict[str, str], text: str) -> tuple[str, ...]:
+    """The MTAs whose layout this bounce has (``data/origins.SENDERS``), read from headers
+    (every occurrence: Exchange names itself in any ``Received``) and, failing that, words
+    of the body."""
     names: list[str] = []
-    for name, field_name, pattern in origins.SENDERS:
-        if name in names:
+    for key, tests in _SENDER_FIELDS.items():
+        if key == "received":
+            values = [v for k, v in fields if k == key]
+        elif key in head:
+            values = [head[key]]
+        else:
             continue
-        values = msg.get_all(field_name) if field_name == "received" else [head.get(field_name)]
-        if not any(v is not None and pattern.search(str(v)) for v in values or ()):
-            continue
-        also = origins.SENDER_ALSO.get(name)
-        if also is None or also[1].search(str(head.get(also[0]) or "")):
-            names.append(name)
-    for name, pattern in origins.SENDER_BODY:
-        if name not in names and pattern.search(text[:8000]):
+        for value in values:
+            lowered = value.lower()
+            for name, how, words in tests:
+                if name in names:
+                    continue
+                if how == "prefix" and not lowered.lstrip().startswith(words):
+                    continue
+                if how == "in" and words not in lowered:
+                    continue
+                also = origins.SENDER_ALSO.get(name)
+                if also is None or also[1] in (head.get(also[0]) or "").lower():
+                    names.append(name)
+    top = text[:8000]
+    for name, words in origins.SENDER_BODY:
+        if name not in names and words in top:
             names.append(name)
     return tuple(names)
 
@@ -824,14 +841,16 @@ def _remotes(item: _Found, diagnostic: str, reporting_mta: str | None) -> tuple[
     names, or the recipient's domain (``data/origins.REMOTES``)."""
     hosts = f"{item.remote_mta or ''} {reporting_mta or ''} {diagnostic}".lower()
     domain = item.recipient.rpartition("@")[2] if item.recipient else ""
-    return tuple(
-        name
-        for name, suffixes in origins.REMOTES
-        if any(
-            s in hosts or (domain and (s.lstrip(".") == domain or s.endswith("." + domain)))
-            for s in suffixes
-        )
-    )
+    names = []
+    for name, suffixes, domains in origins.REMOTES:
+        if domain in domains:
+            names.append(name)
+            continue
+        for suffix in suffixes:
+            if suffix in hosts:
+                names.append(name)
+                break
+    return tuple(names)
 
 
 def _classify(
