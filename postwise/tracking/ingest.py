@@ -10,16 +10,18 @@ Core rows rather than ORM objects: this is the hot path (docs/tracking.md).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import Connection, select, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from postwise.core.errors import PostwiseError, ValidationFailed
 from postwise.segments import changes as segment_changes
+from postwise.storage import tenancy
 from postwise.storage.tables import Event
 from postwise.storage.tenancy import workspace_of
 from postwise.tracking import identity
@@ -108,11 +110,8 @@ def _insert(session: Session, rows: list[dict[str, Any]], calls: list[Call]) -> 
     return int(result.rowcount)
 
 
-def ingest(session: Session, calls: list[Call], *, received_at: datetime) -> Stored:
-    """Apply ``calls`` (already checked by ``events.parse_batch``) in the session's workspace."""
-    if not calls:
-        return Stored(0, 0)
-    workspace_id = workspace_of(session)
+def _unique(calls: list[Call]) -> list[Call]:
+    """The calls without repeats of a messageId within the batch (the first one counts)."""
     seen: set[str] = set()
     unique: list[Call] = []
     for call in calls:
@@ -121,6 +120,71 @@ def ingest(session: Session, calls: list[Call], *, received_at: datetime) -> Sto
                 continue
             seen.add(call.message_id)
         unique.append(call)
+    return unique
+
+
+def _rows(
+    workspace_id: int,
+    calls: list[Call],
+    received_at: datetime,
+    contact_of: Callable[[Call], int | None],
+    *,
+    on_postgres: bool,
+) -> list[dict[str, Any]]:
+    rows = [
+        {
+            "workspace_id": workspace_id,
+            "contact_id": contact_of(c),
+            "anonymous_id": c.anonymous_id,
+            "user_id": c.user_id,
+            "type": c.type,
+            "name": c.name,
+            "message_id": c.message_id,
+            "occurred_at": c.occurred_at,
+            "received_at": received_at,
+            "sent_at": c.sent_at,
+            "original_timestamp": c.original_timestamp,
+        }
+        for c in calls
+    ]
+    if on_postgres:
+        for row, call in zip(rows, calls, strict=True):
+            row["user_email"] = identity.user_email(call.user_id)
+    return rows
+
+
+def needs_session(calls: list[Call], dialect: str) -> bool:
+    """Whether a batch needs ``ingest`` (an ORM session) rather than ``ingest_events``:
+    identity calls go through the contact actions, and SQLite resolves contacts in Python."""
+    return dialect != "postgresql" or any(c.type in IDENTITY_CALLS for c in calls)
+
+
+def ingest_events(
+    connection: Connection, workspace_id: int, calls: list[Call], *, received_at: datetime
+) -> Stored:
+    """A PostgreSQL batch without identity calls (most of them): the one INSERT on a Core
+    connection in the caller's transaction, no ORM session. Events that reached a contact
+    are noted for segments through a session joined to the same transaction, only then."""
+    unique = _unique(calls)
+    if not unique:
+        return Stored(0, 0)
+    rows = _rows(workspace_id, unique, received_at, lambda c: None, on_postgres=True)
+    stored = connection.execute(_PG_INSERT, {"rows": _rows_json(rows, unique)}).all()
+    pairs = [(cid, segment_changes.event_key(name)) for cid, name in stored if cid is not None]
+    if pairs:
+        with Session(bind=connection, join_transaction_mode="rollback_only") as session:
+            tenancy.bind(session, workspace_id)
+            segment_changes.note_pairs(session, pairs)
+            session.commit()  # sends the notes (segments' before_commit), in our transaction
+    return Stored(len(calls), len(stored))
+
+
+def ingest(session: Session, calls: list[Call], *, received_at: datetime) -> Stored:
+    """Apply ``calls`` (already checked by ``events.parse_batch``) in the session's workspace."""
+    if not calls:
+        return Stored(0, 0)
+    workspace_id = workspace_of(session)
+    unique = _unique(calls)
     on_postgres = session.get_bind().dialect.name == "postgresql"
     identity_calls = [c for c in unique if c.type in IDENTITY_CALLS]
     resolver = identity.Resolver()
@@ -134,27 +198,12 @@ def ingest(session: Session, calls: list[Call], *, received_at: datetime) -> Sto
     if identity_calls:
         _apply_identity_calls(session, identity_calls, resolver, contacts)
 
-    rows = [
-        {
-            "workspace_id": workspace_id,
-            "contact_id": contacts.get(c.index)
-            if on_postgres or c.index in contacts
-            else resolver.contact_of(c.user_id, c.anonymous_id),
-            "anonymous_id": c.anonymous_id,
-            "user_id": c.user_id,
-            "type": c.type,
-            "name": c.name,
-            "message_id": c.message_id,
-            "occurred_at": c.occurred_at,
-            "received_at": received_at,
-            "sent_at": c.sent_at,
-            "original_timestamp": c.original_timestamp,
-        }
-        for c in unique
-    ]
-    if on_postgres:
-        for row, call in zip(rows, unique, strict=True):
-            row["user_email"] = identity.user_email(call.user_id)
+    def contact_of(c: Call) -> int | None:
+        if on_postgres or c.index in contacts:
+            return contacts.get(c.index)
+        return resolver.contact_of(c.user_id, c.anonymous_id)
+
+    rows = _rows(workspace_id, unique, received_at, contact_of, on_postgres=on_postgres)
     return Stored(len(calls), _insert(session, rows, unique))
 
 

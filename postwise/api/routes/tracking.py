@@ -25,7 +25,7 @@ from postwise.core.errors import AuthenticationFailed, PayloadTooLarge, Postwise
 from postwise.core.settings import Settings
 from postwise.storage.database import Database
 from postwise.tracking.events import BadBatch, Call, parse_batch
-from postwise.tracking.ingest import ingest
+from postwise.tracking.ingest import ingest, ingest_events, needs_session
 from postwise.tracking.limits import MAX_BATCH_BYTES, RateLimiter, gunzip_bounded
 from postwise.workspaces.actions import authenticate
 
@@ -129,8 +129,12 @@ async def _payload(request: Request) -> Any:
 
 
 def _store(db: Database, workspace_id: int, calls: list[Call], received_at: Any) -> None:
-    with db.tenant(workspace_id) as session:
-        ingest(session, calls, received_at=received_at)
+    if needs_session(calls, db.dialect):
+        with db.tenant(workspace_id) as session:
+            ingest(session, calls, received_at=received_at)
+        return
+    with db.engine.begin() as connection:
+        ingest_events(connection, workspace_id, calls, received_at=received_at)
 
 
 class _WriteKeys:
