@@ -57,6 +57,7 @@ _COLUMNS = (
     _OUTBOX.c.workspace_id,
     _OUTBOX.c.contact_id,
     _OUTBOX.c.campaign_key,
+    _OUTBOX.c.workflow_key,
     _OUTBOX.c.sent_at,
     _OUTBOX.c.links,
 )
@@ -129,7 +130,13 @@ def _insert(
             "contact_id": row.contact_id,
             "type": "email",
             "name": name,
-            "properties": {"outbox_id": row.id, "campaign_key": row.campaign_key, **props},
+            "properties": {
+                "outbox_id": row.id,
+                "campaign_key": row.campaign_key,
+                # segments select opens and clicks by workflow (docs/segments.md)
+                **({"workflow_key": row.workflow_key} if row.workflow_key else {}),
+                **props,
+            },
             "context": context,
             "occurred_at": now,
             "received_at": now,

@@ -20,6 +20,8 @@ from postwise.segments.facts import ContactFacts
 from postwise.segments.fields import FIELDS, FieldSpec, ValueType
 from postwise.storage.database import Database
 from postwise.storage.tables import Contact
+from postwise.tracking import email_activity
+from postwise.tracking.tokens import TokenKind, TokenSigner
 from tests.segments import seeding
 from tests.segments.seeding import ATTRIBUTES, NOW, both, parse
 
@@ -504,3 +506,15 @@ def test_email_conditions_read_the_events_the_outbox_writes(db: Database) -> Non
     assert both(db, sent, ws, utcnow()) == {ann}
     delivered = seeding.parse({"email": "delivered", "workflow": "welcome"})
     assert both(db, delivered, ws, utcnow()) == {bob}
+    # Opens through the tracking pixel: a person's for bob, a machine's for ann.
+    signer = TokenSigner(b"segments-test-secret")
+    by_contact = {row.contact_id: row.id for row in claimed}
+    person = email_activity.Hit("GET", "Mozilla/5.0 (Windows NT 10.0) Firefox/128.0", None)
+    assert email_activity.record_open(
+        db, signer, signer.sign(TokenKind.OPEN, by_contact[bob]), person
+    )
+    machine = email_activity.Hit("GET", "Mozilla/5.0 (via ggpht.com GoogleImageProxy)", None)
+    email_activity.record_open(db, signer, signer.sign(TokenKind.OPEN, by_contact[ann]), machine)
+    opened = seeding.parse({"email": "opened", "workflow": "welcome"})
+    assert both(db, opened, ws, utcnow()) == {bob}
+    assert both(db, seeding.parse({"email": "opened"}), ws, utcnow()) == {bob}
