@@ -757,6 +757,9 @@ def _recipient_on(line: str) -> tuple[str | None, str, str]:
             if formats.NOT_RECIPIENT.search(addr):
                 return None, "", ""
             before = line[: m.start()].strip(" .:")
+            code = _STATUS_RE.search(line, m.start(), m.start("addr"))
+            if code:  # Sendmail's "550 5.1.1 <a@b>... User unknown": keep the codes
+                before = _join(before, line[m.start() : m.start("addr")].strip(" <\"'"))
             if "rcpt to" in m.group(0).lower():  # keep the command the remote answered
                 before = _join(before, "RCPT TO")
             return addr, before, line[m.end() :].strip(" .:")
