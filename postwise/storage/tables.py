@@ -257,6 +257,22 @@ class Event(WorkspaceOwned, Base):
         ),
         # Segments: one name's events per contact (migration 0010, docs/segments.md).
         Index("ix_events_ws_name_contact_at", "workspace_id", "name", "contact_id", "occurred_at"),
+        # Segments: human opens and clicks; the predicate is the compiler's human-only test.
+        Index(
+            "ix_events_ws_human_engagement",
+            "workspace_id",
+            "name",
+            "occurred_at",
+            "contact_id",
+            postgresql_where=text(
+                "type = 'email' AND name IN ('Email Opened', 'Email Clicked') "
+                "AND NOT coalesce((properties -> 'machine') = CAST('true' AS JSONB), false)"
+            ),
+            sqlite_where=text(
+                "type = 'email' AND name IN ('Email Opened', 'Email Clicked') "
+                "AND coalesce(json_type(properties, '$.machine'), '') <> 'true'"
+            ),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)

@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from benchmarks import segments
 from benchmarks.segment_data import GENERATOR_VERSION, Scale, ensure
+from benchmarks.segment_playbooks import load
 from postwise.storage.database import Database
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.slow]
@@ -66,3 +67,19 @@ def test_real_time_reevaluation_is_timed_and_rolled_back(bench_db: Database) -> 
         events = conn.execute(text("SELECT count(*) FROM events")).scalar_one()
     assert stays == 0
     assert events == SCALE.events  # every inserted event was rolled back
+
+
+def test_human_engagement_conditions_use_the_partial_index(bench_db: Database) -> None:
+    """The index's predicate repeats the compiler's human-only test; if either changes
+    alone, PostgreSQL silently stops using the index and "inactive" reads every open."""
+    dataset = ensure(bench_db, SCALE, log=lambda *_: None)
+    book = next(b for b in load() if b.key == "inactive")
+    statement = segments.compiled_count_sql(book, dataset)
+    with bench_db.engine.connect() as conn:
+        compiled = statement.compile(
+            dialect=conn.dialect, compile_kwargs={"render_postcompile": True}
+        )
+        plan = "\n".join(
+            row[0] for row in conn.exec_driver_sql(f"EXPLAIN {compiled}", compiled.params)
+        )
+    assert "ix_events_ws_human_engagement" in plan, plan
