@@ -6,12 +6,16 @@ from typing import Any
 
 import pytest
 
+from postwise.segments.context import load_context
 from postwise.segments.definition import (
     MAX_DEPTH,
     InvalidSegment,
     SchemaContext,
     parse_definition,
 )
+from postwise.storage.database import Database
+from postwise.storage.tables import AttributeDefinition
+from tests.segments import seeding
 from tests.segments.seeding import ATTRIBUTES, parse
 
 ORDER = {"event": "Order Completed"}
@@ -329,3 +333,27 @@ def test_injection_attempts_are_just_values() -> None:
         }
     )
     assert nasty in str(defn.doc())
+
+
+def test_load_context_reads_this_workspaces_attribute_types(db: Database) -> None:
+    with db.engine.begin() as conn:
+        ws = seeding.workspace(conn)
+        other = seeding.workspace(conn)
+    with db.tenant(ws) as session:
+        session.add(AttributeDefinition(entity="contact", name="plan", type="string"))
+        session.add(AttributeDefinition(entity="company", name="arr", type="number"))
+    with db.tenant(other) as session:
+        session.add(AttributeDefinition(entity="contact", name="secret", type="string"))
+    with db.tenant(ws) as session:
+        ctx = load_context(session, {4: {"list": 1}}, segment_id=9)
+    assert ctx.attributes == {("contact", "plan"): "string", ("company", "arr"): "number"}
+    assert ctx.segment_id == 9 and set(ctx.segments) == {4}
+    parse_definition(
+        {"all": [{"field": "company.attributes.arr", "op": "gt", "value": 1}, {"segment": 4}]}, ctx
+    )
+    with pytest.raises(InvalidSegment) as caught:
+        parse_definition({"field": "contact.attributes.secret", "op": "is_set"}, ctx)
+    assert caught.value.code == "unknown_field"
+    with pytest.raises(InvalidSegment) as caught:
+        parse_definition({"field": "company.attributes.arr", "op": "contains", "value": "x"}, ctx)
+    assert caught.value.code == "invalid_operator"
