@@ -392,6 +392,31 @@ def test_wording_in_the_wild(
         (("gmail",), None, "550 550 User unknown (state 14).", None, "userunknown", True),
         (("gmail",), "5.7.0", "554 554 5.7.0 Header error (state 18).", None, "filtered", False),
         (("gmail",), "5.2.2", "450 450 4.2.2 Mailbox Full (state 14).", None, "mailboxfull", False),
+        (
+            ("gmail",),
+            "5.7.1",
+            "550 550 5.7.1 <a@b.example>... Access denied (state 13).",
+            None,
+            "securityerror",
+            False,
+        ),
+        (
+            ("gmail",),
+            "5.0.0",
+            "Your message wasn't delivered to a@b.example because the address "
+            "couldn't be found. Check for typos",
+            None,
+            "userunknown",
+            True,
+        ),
+        (
+            ("zoho",),
+            None,
+            "a@b.example Error, ERROR_CODE :421, ERROR_CODE :, Host not reachable.",
+            None,
+            "expired",
+            False,
+        ),
         # au/KDDI: no address named = the recipient's filter
         (("kddi",), None, "550 : User unknown", None, "filtered", False),
         (("kddi",), "5.0.0", "550 <a@ezweb.ne.jp>: User unknown", None, "userunknown", True),

@@ -37,6 +37,8 @@ SENDERS: list[tuple[str, str, str, str]] = [
     # Trend Micro InterScan Messaging Security Suite
     ("interscanmss", "from", "prefix", '"interscan'),
     ("interscanmss", "content-type", "in", "interscan"),
+    # Zoho Mail
+    ("zoho", "x-zohomail", "any", ""),
     # Gmail's own notices (the older, text-only layout)
     ("gmail", "from", "in", "<mailer-daemon@googlemail.com>"),
 ]
@@ -88,6 +90,9 @@ WORDING: dict[str, list[tuple[str, str | None, str | None]]] = {
         (r"blacklisted url in message", "spamdetected", None),
         (r"\bdelivery failed ", "expired", None),
     ],
+    "zoho": [
+        (r"\bhost not reachable\b", "expired", None),  # it gave up on an unreachable host
+    ],
     "verizon": [
         (
             r"550 - requested action not taken: no such user here|no valid recipients",
@@ -107,6 +112,8 @@ WORDING: dict[str, list[tuple[str, str | None, str | None]]] = {
         (r"\(state 13\)", "blocked", "EHLO"),
         (r"\(state 14\)", "userunknown", "RCPT"),
         (r"\(state 1[578]\)", "filtered", "DATA"),
+        # the newer layout: "** Address not found ** ... because the address couldn't be found"
+        (r"because the address couldn't be found", "userunknown", None),
     ],
     # au/KDDI: a filter answers "550 : User unknown"; an unknown address is named.
     "kddi": [
@@ -225,6 +232,10 @@ WORDING: dict[str, list[tuple[str, str | None, str | None]]] = {
 
 # Writers whose table yields to an enhanced status code with a non-zero detail.
 CODE_FIRST = frozenset({"gmail"})
+
+# What such a code means there beside the generic ``phrases.STATUS`` (which leaves out
+# x.7.1, used for everything when a sentence is present): "delivery not authorized".
+CODE_FIRST_NAMES = {"x.7.1": "securityerror"}
 
 # Spectrum/Charter's published AUP#...NNNN codes: (first, last, reason).
 SPECTRUM_CODES: list[tuple[int, int, str]] = [
