@@ -18,6 +18,7 @@ from postwise.core import clock
 from postwise.core.errors import NotFound, ValidationFailed
 from postwise.core.pagination import Page, keyset_page
 from postwise.storage.tables import BounceAlert, BounceRecord, DomainBlock, InboundMessage
+from postwise.storage.tenancy import workspace_of
 
 RECORD_KINDS = ("bounce", "complaint")
 
@@ -192,3 +193,22 @@ def acknowledge_alert(session: Session, alert_id: int, *, by: str) -> BounceAler
         alert.acknowledged_by = by[:200]
         session.flush()
     return alert
+
+
+def list_inbound(
+    session: Session,
+    *,
+    kind: str | None = None,
+    parsed: bool | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Page[InboundMessage]:
+    """The workspace's kept inbound messages (unparsed ones with their reason), oldest
+    first. ``inbound_messages`` is not tenant-filtered (rows may have no workspace), so
+    the workspace condition is written here, from the session's own workspace."""
+    stmt = select(InboundMessage).where(InboundMessage.workspace_id == workspace_of(session))
+    if kind is not None:
+        stmt = stmt.where(InboundMessage.kind == kind)
+    if parsed is not None:
+        stmt = stmt.where(InboundMessage.parsed.is_(parsed))
+    return keyset_page(session, stmt, InboundMessage.id, cursor, limit)

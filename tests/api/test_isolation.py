@@ -50,6 +50,7 @@ from postwise.storage.tables import (
     CapturedMessage,
     DomainBlock,
     Event,
+    InboundMessage,
     Suppression,
 )
 from postwise.workflows.store import create_workflow
@@ -152,6 +153,17 @@ def seed(db: Database, tag: str) -> Seed:
         block = DomainBlock(domain=out.domains[0], evidence={"note": tag})
         alert = BounceAlert(kind="filter_block", domain=out.domains[0], message=f"{tag} alert")
         s.add_all([bounce, block, alert])
+        s.add(
+            InboundMessage(
+                workspace_id=ws.workspace_id,
+                source="http",
+                kind="unparsed",
+                parsed=False,
+                unparsed_reason=f"{tag} truncated",
+                subject=f"{tag} bounce",
+                raw=f"Subject: {tag}\r\n".encode(),
+            )
+        )
         s.flush()
         people = create_segment(s, SegmentInput(f"{out.lists[0]} people", PEOPLE), refresh=False)
         refresh_segment(s, people.id)

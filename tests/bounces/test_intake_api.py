@@ -77,6 +77,11 @@ def test_raw_intake_and_the_record_api(
     assert body["kind"] == "bounce" and body["outbox_id"] == people.outbox[ann]
     assert body["verdicts"] == ["suppressed"]
     assert client.post("/api/bounces/raw", content=b"\x00garbage").json()["record_ids"] == []
+    kept = client.get("/api/bounces/inbound", params={"parsed": "false"}).json()["data"]
+    assert [(m["source"], m["kind"], m["raw_size"]) for m in kept] == [("http", "unparsed", 8)]
+    assert kept[0]["unparsed_reason"]
+    inbound = client.get("/api/bounces/inbound", params={"kind": "bounce"}).json()["data"]
+    assert [m["addresses"] for m in inbound] == [[ann]]
     # More records, straight through intake: a soft one and a complaint.
     ctx = context(db)
     bob, cat = "bob@corp.example", "cat@gmail.com"

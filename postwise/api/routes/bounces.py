@@ -330,6 +330,55 @@ async def post_raw(request: Request, caller: Caller, ctx: Ctx) -> IntakeOut:
     )
 
 
+class InboundOut(BaseModel):
+    id: int
+    source: str
+    kind: str
+    parsed: bool
+    unparsed_reason: str | None
+    subject: str | None
+    addresses: list[str]
+    raw_size: int = Field(description="Bytes received (the kept copy may be cut).")
+    received_at: datetime
+
+
+class InboundPage(BaseModel):
+    data: list[InboundOut]
+    next_cursor: str | None
+
+
+@router.get(
+    "/api/bounces/inbound",
+    response_model=InboundPage,
+    summary="Messages received for this workspace, parsed or kept unparsed with the reason",
+)
+def list_inbound(
+    session: Tenant,
+    kind: Annotated[str | None, Query(max_length=16)] = None,
+    parsed: bool | None = None,
+    cursor: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Limit = 50,
+) -> InboundPage:
+    page = records.list_inbound(session, kind=kind, parsed=parsed, cursor=cursor, limit=limit)
+    return InboundPage(
+        data=[
+            InboundOut(
+                id=m.id,
+                source=m.source,
+                kind=m.kind,
+                parsed=m.parsed,
+                unparsed_reason=m.unparsed_reason,
+                subject=m.subject,
+                addresses=list(m.addresses),
+                raw_size=m.raw_size,
+                received_at=m.received_at,
+            )
+            for m in page.items
+        ],
+        next_cursor=page.next_cursor,
+    )
+
+
 @router.get("/api/bounces/{record_id}", response_model=RecordOut, summary="One record")
 def get_record(session: Tenant, record_id: Id) -> RecordOut:
     return RecordOut.of(records.get_record(session, record_id))
