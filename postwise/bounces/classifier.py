@@ -162,8 +162,8 @@ def origin_reason(
         for pattern, reason, cmd in _ORIGIN_WORDING.get(name, ()):
             if pattern.search(diagnostic):
                 if name in origin_tables.CODE_FIRST and status and not status.endswith(".0"):
-                    code = "x." + status.partition(".")[2]
-                    named = phrases.STATUS.get(code) or origin_tables.CODE_FIRST_NAMES.get(code)
+                    key = "x." + status.partition(".")[2]
+                    named = phrases.STATUS.get(key) or origin_tables.CODE_FIRST_NAMES.get(key)
                     reason = named or reason  # a precise code still wins
                 return reason, cmd
         if name == "spectrum":
