@@ -241,14 +241,17 @@ def classify(
     command: str | None = None,
     fixed_reason: str | None = None,
     origins: tuple[str, ...] = (),
+    find_status: bool = True,
 ) -> Verdict:
+    """``find_status``: read a code written in the sentence when ``status`` is None (the
+    parser has already looked, and says False)."""
     lowered = diagnostic.lower()
     words = set(_WORD.findall(lowered))
     filter_wording = any(
         needed <= words and piece in lowered and pattern.search(diagnostic)
         for _, needed, piece, pattern in _FILTER_WORDING
     )
-    if status is None and "." in diagnostic:
+    if status is None and find_status and "." in diagnostic:
         written = _STATUS_IN_TEXT.search(diagnostic)  # a code in the sentence is its status
         status = written.group(1) if written else None
     if fixed_reason:

@@ -876,6 +876,7 @@ def _classify(
         action=item.action,
         command=command,
         origins=writers + _remotes(item, diagnostic, reporting_mta),
+        find_status=False,  # looked for above
     )
     return RecipientOutcome(
         recipient=item.recipient,
