@@ -4,7 +4,7 @@ PostgreSQL; every answer is also checked against the evaluator (``seeding.both``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import timedelta, timezone
 from typing import Any
 
 import pytest
@@ -518,3 +518,16 @@ def test_email_conditions_read_the_events_the_outbox_writes(db: Database) -> Non
     opened = seeding.parse({"email": "opened", "workflow": "welcome"})
     assert both(db, opened, ws, utcnow()) == {bob}
     assert both(db, seeding.parse({"email": "opened"}), ws, utcnow()) == {bob}
+
+
+def test_offsets_are_converted_to_utc_and_naive_times_are_utc(world: World) -> None:
+    """bob was created at NOW - 30 days exactly (11:59:59.999999 UTC is just before it)."""
+    created = NOW - 30 * DAY
+    local = created.astimezone(timezone(timedelta(hours=2)))  # 14:00 at +02:00
+    assert local.hour == 14
+    at_or_after = {"field": "contact.created_at", "op": "gte", "value": local.isoformat()}
+    assert world.match(at_or_after) == {"ann", "bob", "dan"}
+    naive = created.replace(tzinfo=None).isoformat()
+    assert world.match(at_or_after | {"value": naive}) == {"ann", "bob", "dan"}
+    before = {"field": "contact.created_at", "op": "lt", "value": local.isoformat()}
+    assert world.match(before) == {"cat"}
