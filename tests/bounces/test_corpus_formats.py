@@ -358,6 +358,21 @@ def test_classification_rules(
             False,
         ),
         ("550 5.2.1 This mailbox has been blocked due to inactivity", "suspend", False, True),
+        # Orange's number decides, not the "service refused" its texts all carry
+        (
+            "421 mwinf5c77 ME Service refuse. Veuillez essayer plus tard. Service refused, "
+            "please try later. OFR_999 [999]",
+            "blocked",
+            False,
+            False,
+        ),
+        (
+            "552 5.1.1 Boite du destinataire pleine. Recipient overquota. OFR_417 [417]",
+            "mailboxfull",
+            False,
+            False,
+        ),
+        ("451 Could not load DRD for domain (corp.example)", "systemerror", False, False),
     ],
 )
 def test_wording_in_the_wild(

@@ -48,14 +48,21 @@ STRONG_PHRASES: list[tuple[str, str]] = [
     ),  # KDDI/au: a recipient's filter answers with no address
     ("suspend", r"(?:recipient|user)'?s? account is (?:blocked|locked|disabled)"),
     ("blocked", r"client host blocked"),
+    # Orange / La Poste (France) publish numbered reasons: OFR_506, LPN007_416, OFR_999 ...
+    # (above "service refused", which their texts carry whatever the number)
+    ("blocked", r"\b(?:ofr|lpn|ouk)\d*_?(?:101|102|103|510|999)\b"),
+    ("toomanyconn", r"\b(?:ofr|lpn|ouk)\d*_?104\b"),
+    ("securityerror", r"\b(?:ofr|lpn|ouk)\d*_?(?:305|402)\b"),
+    ("authfailure", r"\b(?:ofr|lpn|ouk)\d*_?(?:401|517)\b"),
+    ("rejected", r"\b(?:ofr|lpn|ouk)\d*_?(?:403|405|415|421)\b"),
+    ("userunknown", r"\b(?:ofr|lpn|ouk)\d*_?416\b"),
+    ("mailboxfull", r"\b(?:ofr|lpn|ouk)\d*_?417\b"),
+    ("suspend", r"\b(?:ofr|lpn|ouk)\d*_?(?:420|426)\b"),
+    ("systemerror", r"\b(?:ofr|lpn|ouk)\d*_?505\b"),
+    ("spamdetected", r"\b(?:ofr|lpn|ouk)\d*_?506\b"),
+    ("mesgtoobig", r"\b(?:ofr|lpn|ouk)\d*_?514\b"),
+    ("policyviolation", r"\b(?:ofr|lpn|ouk)\d*_?630\b"),
     ("systemerror", r"service refused"),
-    # Orange / La Poste (France) publish numbered reasons: OFR_506, LPN007_416, ...
-    ("blocked", r"\b(?:ofr|lpn)\d*_102\b"),
-    ("userunknown", r"\b(?:ofr|lpn)\d*_416\b"),
-    ("suspend", r"\b(?:ofr|lpn)\d*_426\b"),
-    ("systemerror", r"\b(?:ofr|lpn)\d*_505\b"),
-    ("spamdetected", r"\b(?:ofr|lpn)\d*_506\b"),
-    ("policyviolation", r"\b(?:ofr|lpn)\d*_630\b"),
     ("networkerror", r"host name lookup failure"),
     ("suspend", r"account that you tried to reach is (?:disabled|inactive)"),
     ("blocked", r"banned sending ip"),
@@ -449,6 +456,7 @@ PHRASES: list[tuple[str, str]] = [
     ("networkerror", r"host not responding"),
     ("networkerror", r"unreachable"),
     ("systemerror", r"system (?:error|failure|problem|not available)"),
+    ("systemerror", r"could not load drd for domain"),  # McAfee MXLogic: its directory failed
     ("systemerror", r"internal (?:server )?error"),
     ("systemerror", r"server error"),
     ("systemerror", r"local (?:configuration )?error"),
