@@ -435,6 +435,15 @@ class OutboxMessage(WorkspaceOwned, Base):
         Index("ix_outbox_ws_status", "workspace_id", "status"),
         # Bounces without a VERP token are tied by the returned Message-ID (migration 0008).
         Index("ix_outbox_message_id", "message_id"),
+        # Pause, resume and cancel of a campaign touch its unsent rows (migration 0012).
+        Index(
+            "ix_outbox_ws_campaign_status",
+            "workspace_id",
+            "campaign_key",
+            "status",
+            postgresql_where=text("campaign_key IS NOT NULL"),
+            sqlite_where=text("campaign_key IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
@@ -845,3 +854,130 @@ class WebhookDelivery(WorkspaceOwned, Base):
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+# --- Campaigns (docs/campaigns.md) ---------------------------------------------------------
+
+
+class Campaign(WorkspaceOwned, Base):
+    """A one-off send to an audience: what, to whom, when, how fast, and what counts as success.
+
+    ``status`` walks draft -> scheduled -> sending -> sent, with paused and cancelled on the
+    side (``campaigns/lifecycle.py`` holds the legal moves). ``audience``, ``schedule``,
+    ``ab``, ``guardrails`` and ``utm`` are JSON specs validated by ``campaigns/specs.py``;
+    ``ab_result`` is the decision of the A/B test once its job ran.
+    """
+
+    __tablename__ = "campaigns"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "key"),
+        Index("ix_campaigns_status_send_at", "status", "send_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default="draft")
+    paused_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    template_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    template_version: Mapped[int | None] = mapped_column(Integer, default=None)
+    from_name: Mapped[str | None] = mapped_column(String(200), default=None)
+    from_address: Mapped[str | None] = mapped_column(String(320), default=None)
+    reply_to: Mapped[str | None] = mapped_column(String(320), default=None)
+    sending_domain: Mapped[str | None] = mapped_column(String(255), default=None)
+    utm: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    audience: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    schedule: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"mode": now|at|local, ...}
+    send_at: Mapped[datetime | None] = mapped_column(default=None)
+    pace_per_minute: Mapped[float | None] = mapped_column(Float, default=None)
+    goal_event: Mapped[str | None] = mapped_column(String(200), default=None)
+    attribution_window_hours: Mapped[int] = mapped_column(Integer, default=168)
+    revenue_property: Mapped[str | None] = mapped_column(String(200), default=None)
+    credit: Mapped[str] = mapped_column(String(16), default="click")  # click | open
+    ab: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    ab_result: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc, default=None)
+    winner_variant: Mapped[str | None] = mapped_column(String(16), default=None)
+    guardrails: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    recipient_count: Mapped[int] = mapped_column(Integer, default=0)
+    test_send_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    scheduled_at: Mapped[datetime | None] = mapped_column(default=None)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    paused_at: Mapped[datetime | None] = mapped_column(default=None)
+    cancelled_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class CampaignVariant(WorkspaceOwned, Base):
+    """One arm of an A/B/n test; a NULL field means "the campaign's own"."""
+
+    __tablename__ = "campaign_variants"
+    __table_args__ = (UniqueConstraint("campaign_id", "key"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(BigID, ForeignKey("campaigns.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str | None] = mapped_column(Text, default=None)
+    from_name: Mapped[str | None] = mapped_column(String(200), default=None)
+    preheader: Mapped[str | None] = mapped_column(Text, default=None)
+    template_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    template_version: Mapped[int | None] = mapped_column(Integer, default=None)
+    weight: Mapped[float] = mapped_column(Float, default=1.0)
+
+
+class CampaignRecipient(WorkspaceOwned, Base):
+    """The audience snapshot taken at send time: who, through which segment or list.
+
+    Unique per (campaign, contact) so a fan-out re-run after a crash adds nobody twice.
+    ``phase`` is ``all`` (no test), ``test`` (in an A/B arm) or ``rest`` (waits for the
+    winner); ``outbox_id`` is a plain id (the outbox row may be pruned).
+    """
+
+    __tablename__ = "campaign_recipients"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "contact_id"),
+        Index("ix_campaign_recipients_ws_contact", "workspace_id", "contact_id"),
+        Index("ix_campaign_recipients_campaign_phase", "campaign_id", "phase", "variant"),
+    )
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(BigID, ForeignKey("campaigns.id", ondelete="CASCADE"))
+    contact_id: Mapped[int] = mapped_column(BigID, ForeignKey("contacts.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(320))
+    domain: Mapped[str] = mapped_column(String(255))
+    company_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    source_kind: Mapped[str] = mapped_column(String(8))  # segment | list
+    source_id: Mapped[int] = mapped_column(BigInteger)
+    phase: Mapped[str] = mapped_column(String(8), default="all")  # all | test | rest
+    variant: Mapped[str | None] = mapped_column(String(16), default=None)
+    outbox_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    scheduled_for: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CampaignAttribution(WorkspaceOwned, Base):
+    """A goal event credited to the last human touch of a campaign message before it.
+
+    One row per conversion event (unique), so a re-run of attribution never counts twice.
+    """
+
+    __tablename__ = "campaign_attributions"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "event_id"),
+        Index("ix_campaign_attributions_campaign", "campaign_id", "converted_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(BigID, ForeignKey("campaigns.id", ondelete="CASCADE"))
+    campaign_key: Mapped[str] = mapped_column(String(200))
+    contact_id: Mapped[int] = mapped_column(BigID, ForeignKey("contacts.id", ondelete="CASCADE"))
+    event_id: Mapped[int] = mapped_column(BigInteger)
+    goal_event: Mapped[str] = mapped_column(String(200))
+    touch: Mapped[str] = mapped_column(String(16))  # click | open
+    touch_event_id: Mapped[int] = mapped_column(BigInteger)
+    touch_at: Mapped[datetime] = mapped_column()
+    converted_at: Mapped[datetime] = mapped_column()
+    variant: Mapped[str | None] = mapped_column(String(16), default=None)
+    revenue: Mapped[float | None] = mapped_column(Float, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
