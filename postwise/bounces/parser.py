@@ -788,6 +788,9 @@ def _loose_addresses(text: str, exclude: set[str]) -> list[_Found]:
 
 def _command(text: str) -> str | None:
     lowered = text.lower()
+    for sentence, stage in formats.STAGE_SENTENCES:
+        if sentence in lowered:
+            return stage
     if not any(cue in lowered for cue in formats.SMTP_COMMAND_CUES):
         return None
     m = formats.SMTP_COMMAND.search(text)

@@ -532,3 +532,27 @@ def test_provider_is_recognized_by_remote_host_or_recipient_domain() -> None:
     kddi = blocks.replace("docomo.ne.jp", "ezweb.ne.jp").replace("mfsmax.", "mx.")
     kddi = kddi.replace("550 Unknown user ann@ezweb.ne.jp", "550 <ann@ezweb.ne.jp>: User unknown")
     assert parse_message(_report("", kddi)).recipients[0].reason == "userunknown"
+
+
+@pytest.mark.parametrize(
+    ("stage_sentence", "reason"),
+    [
+        ("192.0.2.1 does not like recipient.", "userunknown"),  # qmail: said at RCPT
+        ("192.0.2.1 failed on DATA command.", "filtered"),  # after DATA: a filter
+        ("", "filtered"),  # no stage named, no x.1 code
+    ],
+)
+def test_qmail_stage_sentences_name_the_command(stage_sentence: str, reason: str) -> None:
+    body = (
+        "Hi. This is the qmail-send program at mx.example.net.\r\n"
+        "I'm afraid I wasn't able to deliver your message to the following addresses.\r\n"
+        "This is a permanent error; I've given up. Sorry it didn't work out.\r\n\r\n"
+        "<ann@corp.example>:\r\n"
+        f"{stage_sentence}\r\n"
+        "Remote host said: 550 User unknown\r\n"
+        "Giving up on 192.0.2.1.\r\n\r\n"
+        "--- Below this line is a copy of the message.\r\n\r\n"
+        f"{ORIGINAL}\r\nHello\r\n"
+    )
+    parsed = parse_message(_text("failure notice", body))
+    assert [(r.recipient, r.reason) for r in parsed.recipients] == [("ann@corp.example", reason)]

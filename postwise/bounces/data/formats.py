@@ -98,6 +98,17 @@ SMTP_COMMAND = re.compile(
     _I,
 )
 
+# qmail-remote's fixed sentences (and its clones'), each written at one SMTP stage:
+# searched (lower-cased) before SMTP_COMMAND.
+STAGE_SENTENCES = [
+    (" but greeting failed", "CONNECT"),
+    (" but my name was rejected", "EHLO"),
+    (" but sender was rejected", "MAIL"),
+    (" does not like recipient", "RCPT"),
+    (" failed on data command", "DATA"),
+    (" failed after i sent the message", "DATA"),
+]
+
 # Words one of which SMTP_COMMAND needs: a cheap test before the regex runs.
 SMTP_COMMAND_CUES = (
     "reply to",
