@@ -37,6 +37,10 @@ SENDERS: list[tuple[str, str, str, str]] = [
     # Trend Micro InterScan Messaging Security Suite
     ("interscanmss", "from", "prefix", '"interscan'),
     ("interscanmss", "content-type", "in", "interscan"),
+    # HCL (Lotus) Domino and Notes
+    ("domino", "subject", "prefix", "delivery failure:"),
+    ("domino", "subject", "in", "delivery_failure"),
+    ("notes", "subject", "prefix", "undeliverable message"),
     # Zoho Mail
     ("zoho", "x-zohomail", "any", ""),
     # Gmail's own notices (the older, text-only layout)
@@ -89,6 +93,19 @@ WORDING: dict[str, list[tuple[str, str | None, str | None]]] = {
         (r"requested action not taken: virus detected", "virusdetected", None),
         (r"blacklisted url in message", "spamdetected", None),
         (r"\bdelivery failed ", "expired", None),
+    ],
+    "domino": [
+        (r"cannot route mail to user", "filtered", None),
+        (r"several matches found in domino directory", "systemerror", None),
+        (
+            r"not listed in (?:domino directory|public name & address book)|no se encuentra en el directorio de domino|non r.pertori. dans l'annuaire domino|domino ディレクトリには見つかりません",
+            "userunknown",
+            None,
+        ),
+    ],
+    "notes": [
+        (r"message has exceeded maximum hop count", "networkerror", None),
+        (r"user not listed in public name & address book", "userunknown", None),
     ],
     "zoho": [
         (r"\bhost not reachable\b", "expired", None),  # it gave up on an unreachable host
