@@ -124,6 +124,16 @@ class Settings(BaseSettings):
     bounce_sendgrid_public_key: str = Field(
         default="", description="SendGrid signed-webhook key (base64 DER); empty: unsigned."
     )
+    # Campaigns (docs/campaigns.md): guardrails pause a campaign past these rates.
+    campaign_guardrail_min_sample: int = Field(
+        default=500, ge=1, description="Messages a campaign sends before guardrails judge it."
+    )
+    campaign_guardrail_complaint_rate: float = Field(default=0.003, gt=0, le=1)
+    campaign_guardrail_hard_bounce_rate: float = Field(default=0.05, gt=0, le=1)
+    campaign_fanout_batch: int = Field(
+        default=100_000, ge=1, description="Recipients snapshotted per fan-out job."
+    )
+    campaign_ab_method: Literal["ztest", "bayes"] = "ztest"
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -45,6 +45,9 @@ class Status(StrEnum):
     FAILED = "failed"
     SUPPRESSED = "suppressed"
     CANCELLED = "cancelled"
+    # A paused campaign's unsent rows: never claimed (``claim`` reads queued, deferred
+    # and expired sending rows only) until resume makes them queued again.
+    HELD = "held"
 
 
 KINDS = ("transactional", "marketing")

@@ -899,6 +899,8 @@ class Campaign(WorkspaceOwned, Base):
     winner_variant: Mapped[str | None] = mapped_column(String(16), default=None)
     guardrails: Mapped[dict[str, Any]] = mapped_column(default=dict)
     recipient_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Fan-out progress: the last contact id snapshotted (batches resume after it).
+    fanout_cursor: Mapped[int] = mapped_column(BigInteger, default=0)
     test_send_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

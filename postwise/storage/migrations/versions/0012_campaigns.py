@@ -73,6 +73,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("recipient_count", sa.Integer(), nullable=False),
+        sa.Column("fanout_cursor", sa.BigInteger(), nullable=False),
         sa.Column("test_send_count", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
