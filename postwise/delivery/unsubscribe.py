@@ -21,7 +21,7 @@ from postwise.core import clock
 from postwise.core.errors import NotFound
 from postwise.delivery import outbox
 from postwise.segments import changes as segment_changes
-from postwise.storage.tables import Event, ListMembership, MailingList
+from postwise.storage.tables import Event, ListMembership, MailingList, OutboxMessage
 from postwise.storage.tenancy import workspace_of
 from postwise.tracking.tokens import TokenKind, TokenSigner
 
@@ -52,13 +52,27 @@ def _event(session: Session, ref: Ref, list_id: int | None) -> None:
     )
     if exists is None:
         now = clock.utcnow()
+        # The message's campaign and workflow, so "unsubscribed from campaign X" is a
+        # segment (docs/segments.md); the row may be gone (outbox retention).
+        message = session.execute(
+            select(OutboxMessage.campaign_key, OutboxMessage.workflow_key).where(
+                OutboxMessage.id == ref.outbox_id
+            )
+        ).first()
+        keys_of = {}
+        if message is not None:
+            keys_of = {
+                k: v
+                for k, v in (("campaign_key", message[0]), ("workflow_key", message[1]))
+                if v is not None
+            }
         session.add(
             Event(
                 workspace_id=ref.workspace_id,
                 contact_id=ref.contact_id,
                 type="email",
                 name="Unsubscribed",
-                properties={"outbox_id": ref.outbox_id, "list_id": list_id},
+                properties={"outbox_id": ref.outbox_id, "list_id": list_id, **keys_of},
                 message_id=key,
                 occurred_at=now,
                 received_at=now,

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from postwise.core.clock import utcnow
-from postwise.delivery import outbox
+from postwise.delivery import outbox, unsubscribe
 from postwise.segments.compiler import compile_members
 from postwise.segments.definition import SchemaContext, parse_definition
 from postwise.segments.evaluator import evaluate
@@ -531,3 +531,28 @@ def test_offsets_are_converted_to_utc_and_naive_times_are_utc(world: World) -> N
     assert world.match(at_or_after | {"value": naive}) == {"ann", "bob", "dan"}
     before = {"field": "contact.created_at", "op": "lt", "value": local.isoformat()}
     assert world.match(before) == {"cat"}
+
+
+def test_unsubscribes_carry_the_campaign_of_the_message(db: Database) -> None:
+    with db.engine.begin() as conn:
+        ws = seeding.workspace(conn)
+        ann = seeding.contact(conn, ws, "ann@x.example")
+    with db.tenant(ws) as session:
+        [outbox_id] = outbox.enqueue(
+            session,
+            [
+                outbox.NewMessage(
+                    "ann@x.example",
+                    kind="marketing",
+                    contact_id=ann,
+                    campaign_key="spring",
+                    raw=b"Subject: a\r\n\r\nx",
+                    mail_from="news@x.example",
+                )
+            ],
+        )
+    with db.tenant(ws) as session:
+        unsubscribe.one_click(session, unsubscribe.Ref(ws, ann, None, outbox_id))
+    left = seeding.parse({"email": "unsubscribed", "campaign": "spring"})
+    assert both(db, left, ws, utcnow()) == {ann}
+    assert both(db, seeding.parse({"email": "unsubscribed", "campaign": "fall"}), ws) == set()
