@@ -14,13 +14,15 @@ leaves the enrollment where it was (``Missing``). See docs/workflows.md (runtime
 from __future__ import annotations
 
 import contextlib
+import os
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, func, insert, select
+from sqlalchemy import and_, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -39,6 +41,7 @@ from postwise.storage.tables import (
     WebhookDelivery,
     Workflow,
 )
+from postwise.storage.tenancy import workspace_of
 from postwise.workflows import conditions, engine, store
 from postwise.workflows.definition import Workflow as ParsedWorkflow
 from postwise.workflows.definition import WorkflowContext, parse_workflow
@@ -107,7 +110,9 @@ def facts_for(
     return engine.Facts(
         timezone=contact.timezone,
         attributes=dict(contact.attributes or {}),
-        recent_sends=recent_sends(session, contact.id, now),
+        recent_sends=recent_sends(session, contact.id, now)
+        if wf.policies.frequency_cap is not None
+        else (),
         decide=decide,
         goal_met=goal_met,
     )
@@ -197,7 +202,7 @@ def enroll(
         )
         .on_conflict_do_nothing(
             index_elements=["workflow_id", "contact_id"],
-            index_where=Enrollment.status == "active",
+            index_where=text("status = 'active'"),  # literal: PG infers the partial index
         )
         .returning(Enrollment.id)
     ).scalar_one_or_none()
@@ -231,9 +236,11 @@ def step(
     *,
     parsed_wf: _Parsed | None = None,
     state: engine.State | None = None,
+    batched: bool = False,
 ) -> StepResult | None:
     """Advance one enrollment; ``None`` if the workflow was paused for a missing reference
-    (the enrollment is left as it was, to run on resume)."""
+    (the enrollment is left as it was, to run on resume). ``batched``: the outbox and
+    history rows wait in the session for ``write_pending`` (one statement per batch)."""
     wf, refs = parsed_wf or parsed(session, wf_row.id, row.version)
     state = state or engine.State.model_validate(row.state)
     if contact is None:
@@ -249,6 +256,8 @@ def step(
         log.warning("workflows.paused", workflow=wf_row.key, missing=gone.what)
         return None
     _apply(session, wf_row, row, contact, outcome, now)
+    if not batched:
+        write_pending(session, now)
     return StepResult(len(outcome.commands), outcome.exit_reason)
 
 
@@ -270,12 +279,62 @@ def _check_references(session: Session, outcome: engine.Outcome) -> None:
 
 
 def _template_id(session: Session, ref: str) -> int:
+    """Template names are looked up once per session (a wake batch, a job)."""
+    cache: dict[str, int] = session.info.setdefault(_TEMPLATES_KEY, {})
+    if ref in cache:
+        return cache[ref]
     found = session.scalar(select(Template.id).where(Template.name == ref))
     if found is None and ref.isdigit():
         found = session.scalar(select(Template.id).where(Template.id == int(ref)))
     if found is None:
         raise Missing(f"template {ref!r}")
+    cache[ref] = int(found)
     return int(found)
+
+
+_TEMPLATES_KEY = "postwise.workflow_templates"
+_PENDING_KEY = "postwise.workflow_pending"
+
+
+@dataclass
+class _Pending:
+    """Rows a batch of steps writes at once: outbox messages and history lines."""
+
+    sends: list[tuple[outbox.NewMessage, dict[str, Any]]]  # message, its history line
+    steps: list[dict[str, Any]]
+
+
+def _pending(session: Session) -> _Pending:
+    found = session.info.get(_PENDING_KEY)
+    if found is None:
+        found = session.info[_PENDING_KEY] = _Pending([], [])
+    return found
+
+
+def write_pending(session: Session, now: datetime) -> None:
+    """Write the batch's outbox rows (one INSERT ... ON CONFLICT DO NOTHING: a replayed
+    key adds nothing) and history rows (one executemany), then one drain job."""
+    pending: _Pending | None = session.info.pop(_PENDING_KEY, None)
+    session.flush()
+    if pending is None or not (pending.sends or pending.steps):
+        return
+    if pending.sends:
+        ws = workspace_of(session)
+        rows = [outbox._values(m, ws, now) for m, _ in pending.sends]
+        dialect = session.get_bind().dialect.name
+        ins: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = (
+            ins(OutboxMessage)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["workspace_id", "idempotency_key"])
+            .returning(OutboxMessage.id, OutboxMessage.idempotency_key)
+        )
+        ids = {key: int(i) for i, key in session.execute(stmt).all()}
+        for message, line in pending.sends:
+            line["command"] = {**line["command"], "outbox_id": ids.get(message.idempotency_key)}
+        _kick_delivery(session, now)
+    if pending.steps:
+        session.execute(insert(EnrollmentStep), pending.steps)
 
 
 def _list_id(session: Session, ref: int | str) -> int:
@@ -299,29 +358,23 @@ def _apply(
     from postwise.contacts import actions, lists
 
     done: dict[str, dict[str, Any]] = {}  # step id -> what it did (for the history rows)
-    sent = False
+    messages: dict[str, outbox.NewMessage] = {}  # step id -> its message
     for cmd in outcome.commands:
         if isinstance(cmd, engine.SendEmailCommand):
             template_id = _template_id(session, cmd.template)
             if cmd.marketing and contact.status != "subscribed":
                 done[cmd.step] = {"template": cmd.template, "skipped": contact.status}
                 continue
-            [outbox_id] = outbox.enqueue(
-                session,
-                [
-                    outbox.NewMessage(
-                        email=contact.email,
-                        kind="marketing" if cmd.marketing else "transactional",
-                        contact_id=contact.id,
-                        template_id=str(template_id),
-                        data={"data": dict(cmd.data)},
-                        workflow_key=wf_row.key,
-                        idempotency_key=f"wf:{cmd.key}",
-                    )
-                ],
+            messages[cmd.step] = outbox.NewMessage(
+                email=contact.email,
+                kind="marketing" if cmd.marketing else "transactional",
+                contact_id=contact.id,
+                template_id=str(template_id),
+                data={"data": dict(cmd.data)},
+                workflow_key=wf_row.key,
+                idempotency_key=f"wf:{cmd.key}",
             )
-            sent = True
-            done[cmd.step] = {"template": cmd.template, "outbox_id": outbox_id, "key": cmd.key}
+            done[cmd.step] = {"template": cmd.template, "key": cmd.key}
         elif isinstance(cmd, engine.UpdateAttributeCommand):
             try:
                 actions.update_contact(
@@ -373,28 +426,43 @@ def _apply(
         row.exit_reason = reason
         row.exited_at = now
         row.next_wake_at = None
-    history = [c for c in outcome.commands if isinstance(c, engine.RecordStep)]
-    if history:
-        session.execute(
-            insert(EnrollmentStep),
-            [
-                {
-                    "workspace_id": row.workspace_id,
-                    "enrollment_id": row.id,
-                    "workflow_id": wf_row.id,
-                    "step": h.step,
-                    "at": h.at,
-                    "outcome": h.outcome[:200],
-                    "command": done.get(h.step, {}) if h.outcome in _ACTING else {},
-                }
-                for h in history
-            ],
-        )
-    session.flush()
-    if sent:
-        from postwise.delivery.service import kick
+    pending = _pending(session)
+    for h in outcome.commands:
+        if not isinstance(h, engine.RecordStep):
+            continue
+        line = {
+            "workspace_id": row.workspace_id,
+            "enrollment_id": row.id,
+            "workflow_id": wf_row.id,
+            "step": h.step,
+            "at": h.at,
+            "outcome": h.outcome[:200],
+            "command": done.get(h.step, {}) if h.outcome in _ACTING else {},
+        }
+        pending.steps.append(line)
+        if h.outcome == "sent" and h.step in messages:
+            pending.sends.append((messages.pop(h.step), line))
 
-        kick(session)
+
+def _kick_delivery(session: Session, now: datetime) -> None:
+    """A drain job for the mail just queued. Not ``service.kick``: its key is shared by
+    every process for one second, and a second transaction inserting a key the first has
+    not committed waits for it, which would serialize concurrent wake batches. This key
+    is per process and second, so one batch adds one drain and no batch waits for another."""
+    from postwise.delivery.service import DRAIN
+    from postwise.jobs import queue
+
+    second = clock.utcnow().replace(microsecond=0)
+    queue.enqueue(
+        session,
+        DRAIN,
+        {},
+        workspace_id=None,
+        run_at=second,
+        priority=50,
+        max_attempts=3,
+        dedupe_key=f"{DRAIN}:{second.isoformat()}:wf:{os.getpid()}:{threading.get_ident()}",
+    )
 
 
 _ACTING = frozenset({"sent", "updated", "added", "removed", "unsubscribed", "webhook"})
@@ -484,28 +552,71 @@ def next_due(session: Session) -> datetime | None:
 
 def wake(session: Session, rows: Sequence[Enrollment], now: datetime) -> int:
     """Run ``Wake`` on claimed rows (any workspace); returns how many steps ran."""
+
+    by_ws: dict[int, list[int]] = {}
+    for r in rows:
+        by_ws.setdefault(r.workspace_id, []).append(r.id)
+    ran = 0
+    for ws, ids in by_ws.items():
+        while ids:
+            done, failed = _wake_group(session, ws, ids, now)
+            ran += done
+            if failed is None:
+                break
+            # The group rolled back; the failing enrollment retries later, the rest now.
+            log.error("workflows.step_failed", enrollment=failed)
+            session.execute(
+                update(Enrollment)
+                .where(Enrollment.id == failed)
+                .values(next_wake_at=now + RETRY_AFTER_ERROR)
+            )
+            ids = [i for i in ids if i != failed]
+    return ran
+
+
+def _wake_group(session: Session, ws: int, ids: list[int], now: datetime) -> tuple[int, int | None]:
+    """Wake one workspace's claimed rows in one savepoint and one batch of writes;
+    (steps run, the id that raised or None)."""
     from postwise.storage import tenancy
 
-    ran = 0
-    for r in rows:
-        scoped = Session(bind=session.connection(), join_transaction_mode="create_savepoint")
-        tenancy.bind(scoped, r.workspace_id)
-        try:
-            mine = scoped.get(Enrollment, r.id)
-            wf_row = scoped.get(Workflow, r.workflow_id)
-            if mine is None or wf_row is None or wf_row.status != "active":
+    scoped = Session(bind=session.connection(), join_transaction_mode="create_savepoint")
+    tenancy.bind(scoped, ws)
+    current: int | None = None
+    try:
+        mine = list(scoped.scalars(select(Enrollment).where(Enrollment.id.in_(ids))))
+        wf_rows = {
+            w.id: w
+            for w in scoped.scalars(
+                select(Workflow).where(Workflow.id.in_({r.workflow_id for r in mine}))
+            )
+        }
+        contacts = {
+            c.id: c
+            for c in scoped.scalars(
+                select(Contact).where(Contact.id.in_({r.contact_id for r in mine}))
+            )
+        }
+        ran = 0
+        for r in mine:
+            current = r.id
+            wf_row = wf_rows[r.workflow_id]
+            contact = contacts.get(r.contact_id)
+            if wf_row.status != "active" or contact is None:
                 continue
-            step(scoped, wf_row, mine, None, engine.Wake(), now)
-            scoped.commit()
-            ran += 1
-        except Exception:
-            log.exception("workflows.step_failed", enrollment=r.id)
-            scoped.rollback()
-            r.next_wake_at = now + RETRY_AFTER_ERROR
-            session.flush()
-        finally:
-            scoped.close()
-    return ran
+            if step(scoped, wf_row, r, contact, engine.Wake(), now, batched=True) is not None:
+                ran += 1
+        current = None
+        write_pending(scoped, now)
+        scoped.commit()
+        return ran, None
+    except Exception:
+        log.exception("workflows.wake_failed", enrollment=current)
+        scoped.rollback()
+        if current is None:
+            raise
+        return 0, current
+    finally:
+        scoped.close()
 
 
 # --- stimuli for running enrollments ----------------------------------------------------
