@@ -152,6 +152,10 @@ def _jit_ms(conn: Connection, statement: Any) -> float:
 
 
 def _seed_segments(db: Database, workspace_id: int) -> None:
+    """The shipped playbooks as the workspace's only segments (a reused database may hold
+    older versions of them); no membership is computed."""
+    with db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM segments WHERE workspace_id = :ws"), {"ws": workspace_id})
     with db.tenant(workspace_id) as session:
         playbooks.seed(session, refresh=False)
 
