@@ -311,6 +311,11 @@ def _record(
     )
     if not (kind == "bounce" and record.verdict == policy.IGNORED):
         _event(session, record, now)
+    if record.campaign_key is not None:
+        # A campaign past its complaint or hard-bounce limit pauses itself (docs/campaigns.md).
+        from postwise.campaigns import guardrails
+
+        guardrails.evaluate(session, record.campaign_key)
     return record
 
 

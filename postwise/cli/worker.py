@@ -23,6 +23,8 @@ TASK_MODULES: tuple[str, ...] = (
     "postwise.segments.jobs",
     "postwise.bounces.jobs",
     "postwise.workflows.jobs",
+    "postwise.campaigns.jobs",
+    "postwise.campaigns.attribution",
 )
 
 jobs_app = typer.Typer(help="The background job queue.", no_args_is_help=True)

@@ -1,0 +1,2 @@
+"""Campaigns: one-off sends to an audience with schedule, pace, guardrails, A/B/n and
+attribution (docs/campaigns.md)."""
