@@ -18,6 +18,7 @@ SUITES = {
     "segments": "benchmarks.segments",  # playbook counts vs hand-written SQL, real-time p99
     "bounces": "benchmarks.bounce_parse",  # parse + classify bounces over the corpus
     "clicks": "benchmarks.click_latency",  # /c/ redirect latency at 500/s beside a bare redirect
+    "workflows": "benchmarks.workflow_steps",  # steps/s by 1 and 2 workers, trigger latency
 }
 
 

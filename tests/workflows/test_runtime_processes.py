@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from postwise.contacts.actions import upsert_contacts
+from postwise.contacts.attributes import define_attribute
 from postwise.core import clock
 from postwise.storage.database import Database
 from postwise.workflows import runtime, store
@@ -51,6 +52,7 @@ def test_two_workers_one_killed_every_step_once(postgres_url: str, tmp_path: Pat
         from postwise.messages.store import TemplateInput, create_template
 
         create_template(s, TemplateInput(name="note", subject="Note", html="<p>n</p>"))
+        define_attribute(s, "contact", "stage", "string")
         rows = [{"email": f"c{i:05}@corp.example"} for i in range(ENROLLMENTS)]
         ids = [r.contact_id for r in upsert_contacts(s, rows, source="api")]
         wf = store.create_workflow(s, "once", FLOW)
