@@ -109,6 +109,7 @@ MEMBERSHIP_COLUMNS = (
 )  # fmt: skip
 STAGED = ("email", "email_domain", *OPTIONAL_FIELDS, "status", "attributes")
 CLAIM_CACHE = 50_000  # company keys remembered to skip look-ups (bounded: constant memory)
+VALUE_CACHE = 8192  # attribute JSON and free-mail answers remembered (bounded)
 SCRATCH_BUFFERS_MB = 256
 WRITERS = 2  # connections writing batches side by side on PostgreSQL
 
@@ -984,7 +985,7 @@ def _copy_rows(decisions: Iterable[Decision]) -> list[tuple[Any, ...]]:
 
 
 _JSON_CACHE: dict[tuple[Any, ...], str] = {}
-_free_mail = lru_cache(maxsize=CLAIM_CACHE)(is_free_mail)  # asked several times per row
+_free_mail = lru_cache(maxsize=VALUE_CACHE)(is_free_mail)  # asked several times per row
 
 
 def _json(attributes: dict[str, Any]) -> str:
@@ -998,7 +999,7 @@ def _json(attributes: dict[str, Any]) -> str:
     except TypeError:  # a list value: not hashable, not remembered
         return json.dumps(attributes)
     if found is None:
-        if len(_JSON_CACHE) >= CLAIM_CACHE:
+        if len(_JSON_CACHE) >= VALUE_CACHE:
             _JSON_CACHE.clear()
         found = _JSON_CACHE[key] = json.dumps(attributes)
     return found

@@ -93,7 +93,7 @@ CONTACT_TARGETS = tuple(name for name in CONTACT_FIELDS if name != "attributes")
 COMPANY_TARGETS = ("name", "industry", "employee_count", "size_band", "revenue_band", "country")
 REPORT_COLUMNS = ("_line", "_email", "_reason", "_codes")
 CELL_CACHE = 4096  # distinct cleaned values remembered per column
-GC_THRESHOLDS = (20_000, 50, 100)  # while importing (see _paced_collector)
+GC_THRESHOLDS = (20_000, 20, 10)  # while importing (see _paced_collector)
 
 _HEADER_SEPARATORS = re.compile(r"[\s\-]+")
 _REFUSED_PREFIXES = {
@@ -854,8 +854,10 @@ class _CollectorPace:
     none of them in cycles, so reference counting frees them all. But each allocation
     counts towards the collector's thresholds, and with the defaults it traverses every
     object of the process (SQLAlchemy's metadata, caches, ...) every few thousand rows,
-    which cost about a fifth of the importer's CPU. ``GC_THRESHOLDS`` makes that rare;
-    the previous thresholds come back when the last import running in the process ends.
+    which cost about a fifth of the importer's CPU. ``GC_THRESHOLDS`` makes that rare
+    (a full collection every few hundred thousand rows, so the few cycles that each
+    batch's database work leaves behind stay bounded); the previous thresholds come back
+    when the last import running in the process ends.
     """
 
     def __init__(self) -> None:
