@@ -306,3 +306,45 @@ def test_webhook_retries_until_it_succeeds_then_a_hanging_target_fails(
         and hook2.attempts == 3
         and "timed out" in (hook2.last_error or "").lower()
     )
+
+
+def test_the_hourly_date_job_greets_on_the_local_birthday_at_nine(
+    db: Database, moved: Clock
+) -> None:
+    from postwise.contacts.attributes import define_attribute
+
+    with db.system() as s:
+        ws = create_workspace(s, "Acme").workspace_id
+    with db.tenant(ws) as s:
+        define_attribute(s, "contact", "birthday", "date")
+        rows = [
+            {
+                "email": "tokyo@corp.example",
+                "timezone": "Asia/Tokyo",
+                "attributes": {"birthday": "1990-03-03"},
+            },
+            {
+                "email": "paris@corp.example",
+                "timezone": "Europe/Paris",
+                "attributes": {"birthday": "1985-03-04"},
+            },
+        ]
+        upsert_contacts(s, rows, source="api")
+        store.install_playbook(s, "birthday")
+    greeted: list[tuple[str, datetime]] = []
+    for _hour in range(72):  # 2 March 10:00 UTC .. 5 March, hourly as the job runs
+        moved.advance(hours=1)
+        with db.system() as s:
+            jobs.run_dates(s, moved.now)
+        run_due(db, moved.now)
+    with db.tenant(ws) as s:
+        from postwise.storage.tables import Contact
+
+        emails = {c.id: c.email for c in s.scalars(select(Contact))}
+        for row in s.scalars(select(OutboxMessage).order_by(OutboxMessage.id)):
+            greeted.append((emails[row.contact_id], clock.as_utc(row.created_at)))
+    # 09:00 local is the first hourly run at or after it: Tokyo 00:00 UTC, Paris 08:00 UTC.
+    assert greeted == [
+        ("tokyo@corp.example", datetime(2026, 3, 3, 0, 0, tzinfo=UTC)),
+        ("paris@corp.example", datetime(2026, 3, 4, 8, 0, tzinfo=UTC)),
+    ]
