@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import ColumnElement, Connection, Table, and_, or_, select
 from sqlalchemy.orm import Session
 
 from postwise.core.clock import as_utc
@@ -59,11 +59,11 @@ def load_facts(
 ) -> ContactFacts:
     """The facts ``refs`` needs about ``contact_id``; raises NotFound if it is gone.
 
-    ``now`` is accepted for symmetry with the compiler: events are loaded whatever
-    their time (windows are applied by the evaluator), so the same facts can be
-    evaluated at several instants.
+    Events of a name that every condition reads through a "last N" window are loaded
+    from ``now - N`` on only (``refs.lookback``): a busy contact's years of page views
+    are not read to decide "viewed pricing this week". The facts are therefore good
+    for evaluation at ``now`` or later, not earlier.
     """
-    del now
     row = conn.execute(
         select(_CONTACTS).where(
             _CONTACTS.c.workspace_id == workspace_id, _CONTACTS.c.id == contact_id
@@ -93,7 +93,7 @@ def load_facts(
         rows += [dict(p._mapping) for p in peers]
     ids = [int(r["id"]) for r in rows]
     lists = _lists(conn, workspace_id, ids, refs)
-    events = _events(conn, workspace_id, ids, refs)
+    events = _events(conn, workspace_id, ids, refs, now)
     facts = [
         ContactFacts(r, company, lists.get(int(r["id"]), {}), events.get(int(r["id"]), []))
         for r in rows
@@ -123,12 +123,23 @@ def _lists(
 
 
 def _events(
-    conn: Connection | Session, workspace_id: int, ids: list[int], refs: References
+    conn: Connection | Session,
+    workspace_id: int,
+    ids: list[int],
+    refs: References,
+    now: datetime,
 ) -> dict[int, list[EventFact]]:
     out: dict[int, list[EventFact]] = defaultdict(list)
     names = sorted(refs.all_event_names)
     if not names:
         return out
+    always = [n for n in names if n not in refs.lookback]
+    which: list[ColumnElement[bool]] = [_EVENTS.c.name.in_(always)] if always else []
+    which += [
+        and_(_EVENTS.c.name == name, _EVENTS.c.occurred_at >= now - span)
+        for name, span in sorted(refs.lookback.items())
+        if name in names
+    ]
     rows = conn.execute(
         select(
             _EVENTS.c.contact_id,
@@ -139,7 +150,7 @@ def _events(
         ).where(
             _EVENTS.c.workspace_id == workspace_id,
             _EVENTS.c.contact_id.in_(ids),
-            _EVENTS.c.name.in_(names),
+            or_(*which),
         )
     )
     for contact_id, name, type_, properties, occurred_at in rows:

@@ -9,8 +9,11 @@ relative date, an anniversary), which only a scheduled re-evaluation can notice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
 
+from postwise.segments import timing
 from postwise.segments.definition import (
     AccountCondition,
     AllGroup,
@@ -23,6 +26,7 @@ from postwise.segments.definition import (
     Node,
     NotGroup,
     SegmentCondition,
+    Window,
 )
 
 _RELATIVE_FIELD_OPS = frozenset(
@@ -41,6 +45,10 @@ class References:
     segment_ids: frozenset[int]  # every segment reached, directly or through another
     time_dependent: bool
     account_level: bool
+    # Per event name, how far back any condition looks ("last N days/hours"); a name
+    # missing here is read over all time (ever, between dates, first/last, a follow-up
+    # of an unbounded one). ``load_facts`` reads no older events than this.
+    lookback: Mapping[str, timedelta] = field(default_factory=dict)
 
     @property
     def uses_lists(self) -> bool:
@@ -66,6 +74,18 @@ class _Collector:
         self.segments: set[int] = set()
         self.time = False
         self.account = False
+        self.windows: dict[str, timedelta | None] = {}
+
+    def look(self, name: str, window: Window | None) -> None:
+        """Record how far back ``name`` is read; None (all time) wins over any span."""
+        span = None
+        if window is not None and window.last is not None:
+            span = timing.span(window.last.days, window.last.hours)
+        if name not in self.windows:
+            self.windows[name] = span
+            return
+        before = self.windows[name]
+        self.windows[name] = None if before is None or span is None else max(before, span)
 
     def visit(self, node: Node) -> None:
         if isinstance(node, AllGroup):
@@ -84,6 +104,7 @@ class _Collector:
         elif isinstance(node, EmailCondition):
             self.emails.add(node.event_name)
             self.kinds.add(node.email)
+            self.look(node.event_name, node.window)
             self.time |= node.window is not None and node.window.last is not None
         elif isinstance(node, ListCondition):
             self.lists.add(node.list)
@@ -97,8 +118,12 @@ class _Collector:
 
     def event(self, node: EventCondition) -> None:
         self.events.add(node.event)
+        bounded = node.first is None and node.last is None
+        self.look(node.event, node.window if bounded else None)
         if node.not_followed_by is not None:
+            # a follow-up counts from the last first event on, which is in its window
             self.events.add(node.not_followed_by.event)
+            self.look(node.not_followed_by.event, node.window)
         self.time |= node.window is not None and node.window.last is not None
         for test in (node.first, node.last):
             self.time |= test is not None and test.op in _RELATIVE_TIME_TESTS
@@ -116,4 +141,5 @@ def references(defn: Definition) -> References:
         segment_ids=frozenset(found.segments),
         time_dependent=found.time,
         account_level=found.account,
+        lookback={name: span for name, span in found.windows.items() if span is not None},
     )

@@ -91,3 +91,52 @@ def test_references() -> None:
         {"field": "contact.attributes.birthday", "op": "anniversary_within", "value": {"days": 3}}
     )
     assert references(relative).time_dependent
+
+
+def test_load_facts_reads_no_older_events_than_the_longest_window(db: Database) -> None:
+    with db.engine.begin() as conn:
+        ws = seeding.workspace(conn)
+        ann = seeding.contact(conn, ws, "ann@x.example")
+        for days in (1, 20, 400):
+            seeding.event(conn, ws, ann, "Page Viewed", NOW - days * DAY)
+            seeding.event(conn, ws, ann, "Order Completed", NOW - days * DAY)
+    defn = parse(
+        {
+            "all": [
+                {"event": "Page Viewed", "window": {"last": {"days": 7}}},
+                {
+                    "event": "Page Viewed",
+                    "count": {"op": "gte", "value": 2},
+                    "window": {"last": {"days": 30}},
+                },
+                {"event": "Order Completed", "window": {"last": {"days": 7}}},
+                {
+                    "not": {
+                        "event": "Order Completed",
+                        "first": {"op": "before", "value": "2020-01-01"},
+                    }
+                },
+            ]
+        }
+    )
+    refs = references(defn)
+    assert refs.lookback == {"Page Viewed": 30 * DAY}  # Order Completed: first looks at all time
+    with db.engine.connect() as conn:
+        facts = load_facts(conn, ws, ann, NOW, refs)
+    seen = sorted((e.name, (NOW - e.occurred_at).days) for e in facts.events)
+    assert seen == [
+        ("Order Completed", 1),
+        ("Order Completed", 20),
+        ("Order Completed", 400),
+        ("Page Viewed", 1),
+        ("Page Viewed", 20),
+    ]
+    assert evaluate(defn, facts, NOW)
+    abandon = parse(
+        {
+            "event": "Added to Cart",
+            "window": {"last": {"hours": 24}},
+            "not_followed_by": {"event": "Order Completed"},
+        }
+    )
+    assert references(abandon).lookback == {"Added to Cart": DAY, "Order Completed": DAY}
