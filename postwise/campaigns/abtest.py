@@ -29,17 +29,25 @@ BUCKETS = 10_000
 # A multiplicative hash of (contact, campaign) that SQL computes the same way on both
 # backends: integer arithmetic only, every intermediate below 2**63.
 _P = 2_147_483_647
-_A, _B, _C = 48_271, 16_807, 69_621
+_A, _B, _C, _D = 48_271, 16_807, 69_621, 12_345
 
 
 def bucket(contact_id: int, campaign_id: int) -> int:
-    """The contact's place (0..9999) in this campaign's split: stable, and unrelated
-    between campaigns so the same people are not always the test group."""
-    return ((contact_id * _A + campaign_id * _B) % _P) * _C % _P % BUCKETS
+    """The contact's place (0..9999) in this campaign's split: stable, independent of
+    the contact's neighbours and unrelated between campaigns (two linear steps alone
+    left consecutive ids in arithmetic progression; the squarings break that)."""
+    h = (contact_id * _A + campaign_id * _B + _D) % _P
+    h = h * h % _P
+    h = (h * _C + campaign_id) % _P
+    return int(h * h % _P % BUCKETS)
 
 
 def bucket_sql(contact_id: Any, campaign_id: int) -> Any:
-    return ((contact_id * _A + campaign_id * _B) % _P) * _C % _P % BUCKETS
+    """``bucket`` as a SQL expression (integer arithmetic, every product below 2**63)."""
+    h = (contact_id * _A + (campaign_id * _B + _D)) % _P
+    h = h * h % _P
+    h = (h * _C + campaign_id) % _P
+    return h * h % _P % BUCKETS
 
 
 def cuts(test_share: float, weights: Sequence[float]) -> list[int]:

@@ -33,6 +33,9 @@ class World:
     list_id: int
     template_id: int
     contacts: dict[str, int] = field(default_factory=dict)
+    write_key: str = ""
+    api_key: str = ""
+    other_api_key: str = ""
 
 
 @pytest.fixture
@@ -71,8 +74,9 @@ def people(n: int) -> list[dict[str, object]]:
 
 def make_world(db: Database, n: int = 12) -> World:
     with db.system() as s:
-        ws = create_workspace(s, "Acme").workspace_id
-        other = create_workspace(s, "Other").workspace_id
+        acme = create_workspace(s, "Acme")
+        other_ws = create_workspace(s, "Other")
+        ws, other = acme.workspace_id, other_ws.workspace_id
     with db.tenant(ws) as s:
         rows = people(n)
         results = upsert_contacts(s, rows, source="api")
@@ -97,7 +101,17 @@ def make_world(db: Database, n: int = 12) -> World:
             ),
         )
         keys.generate_dkim_key(s, SECRET.encode(), domain="send.example", selector="s1")
-        return World(ws, other, segment.id, news.id, template.id, contacts)
+        return World(
+            ws,
+            other,
+            segment.id,
+            news.id,
+            template.id,
+            contacts,
+            write_key=acme.write_key,
+            api_key=acme.api_key,
+            other_api_key=other_ws.api_key,
+        )
 
 
 @pytest.fixture
