@@ -60,7 +60,7 @@ DATES = "workflows.dates"
 QUEUE = "default"
 LANES = 2
 BATCH = 200
-POLL_SECONDS = 2.0
+POLL_SECONDS = 10.0  # idle lanes look again this often (known wake times sooner)
 WEBHOOK_TIMEOUT = 10.0
 ROUTE_SLACK = timedelta(minutes=10)
 INTEREST_TTL = 2.0
