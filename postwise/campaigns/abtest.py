@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import BigInteger, cast
+
 BUCKETS = 10_000
 # A multiplicative hash of (contact, campaign) that SQL computes the same way on both
 # backends: integer arithmetic only, every intermediate below 2**63.
@@ -44,7 +46,7 @@ def bucket(contact_id: int, campaign_id: int) -> int:
 
 def bucket_sql(contact_id: Any, campaign_id: int) -> Any:
     """``bucket`` as a SQL expression (integer arithmetic, every product below 2**63)."""
-    h = (contact_id * _A + (campaign_id * _B + _D)) % _P
+    h = (cast(contact_id, BigInteger) * _A + (campaign_id * _B + _D)) % _P
     h = h * h % _P
     h = (h * _C + campaign_id) % _P
     return h * h % _P % BUCKETS
@@ -239,9 +241,14 @@ def prob_best(
 
 
 def decide_bayes(
-    arms: Sequence[Arm], metric: str, threshold: float = 0.95, *, seed: int = 0
+    arms: Sequence[Arm],
+    metric: str,
+    threshold: float = 0.95,
+    *,
+    seed: int = 0,
+    draws: int = 20_000,
 ) -> Decision:
-    probs = prob_best(arms, metric, seed=seed)
+    probs = prob_best(arms, metric, seed=seed, draws=draws)
     leader = max(probs, key=lambda k: probs[k])
     significant = probs[leader] >= threshold
     return Decision(
