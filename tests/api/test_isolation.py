@@ -35,6 +35,7 @@ from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from fastapi.testclient import TestClient
 
 from postwise.api.problems import PROBLEM_JSON
+from postwise.campaigns.store import create_campaign
 from postwise.contacts.actions import upsert_contacts
 from postwise.contacts.attributes import define_attribute
 from postwise.contacts.companies import create_company
@@ -188,6 +189,15 @@ def seed(db: Database, tag: str) -> Seed:
         out.ids["workflow_id"] = create_workflow(
             s, f"{tag}-flow", {**FLOW, "name": f"{tag} flow"}
         ).id
+        out.ids["campaign_id"] = create_campaign(
+            s,
+            {
+                "key": f"{tag}-launch",
+                "name": f"{tag} launch",
+                "template_id": template.id,
+                "audience": {"list_ids": [news.id]},
+            },
+        ).id
     return out
 
 
@@ -277,6 +287,13 @@ BODIES: dict[tuple[str, str], Callable[[Seed, Seed], list[Probe]]] = {
     ("POST", "/api/workflows/{workflow_id}/enrollments"): lambda a, b: [
         Probe({"contact_id": b.ids["contact_id"]}, names_b=True)
     ],
+    ("POST", "/api/campaigns"): lambda a, b: [
+        Probe({"key": b.lists[0].split()[0] + "-launch", "name": "x"}, created(201))
+    ],
+    ("PATCH", "/api/campaigns/{campaign_id}"): lambda a, b: [Probe({"name": "Mallory"})],
+    ("POST", "/api/campaigns/{campaign_id}/test-send"): lambda a, b: [
+        Probe({"emails": [b.emails[0]]})
+    ],
 }
 
 # (method, path) -> why the generic probes cannot exercise it and where it is tested.
@@ -286,6 +303,12 @@ NOT_GENERIC: dict[tuple[str, str], str] = {
     ("GET", "/api/imports/{import_id}/report"): "needs an import with rejects; test_imports.py",
     ("GET", "/api/outbox/captured/{name}"): "a file of the capture maildir, not a row; "
     "tests/api/test_messages.py (another workspace's file is 404)",
+    ("POST", "/api/campaigns/{campaign_id}/schedule"): "needs a verified sender and a "
+    "postal address; tests/campaigns/test_api.py (another workspace's campaign is 404)",
+    ("POST", "/api/campaigns/{campaign_id}/pause"): "needs a scheduled campaign; "
+    "tests/campaigns/test_api.py",
+    ("POST", "/api/campaigns/{campaign_id}/resume"): "needs a paused campaign; "
+    "tests/campaigns/test_api.py",
 }
 
 # A value of each parameter that names nothing anywhere: B's value must get the same answer.

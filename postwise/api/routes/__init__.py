@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from postwise.api.routes import (
     attributes,
     bounces,
+    campaigns,
     captured,
     companies,
     contacts,
@@ -47,3 +48,4 @@ ROUTERS.append(email_tracking.router)
 ROUTERS.append(bounces.router)
 ROUTERS.append(bounces.webhook_router)
 ROUTERS.append(workflows.router)
+ROUTERS.append(campaigns.router)
