@@ -147,6 +147,7 @@ _ORIGIN_WORDING = {
     for name, lines in origin_tables.WORDING.items()
 }
 _STATUS_IN_TEXT = re.compile(r"(?<![\w.])([45]\.\d{1,3}\.\d{1,3})(?![\w.]*\d)")
+_ORANGE_CODE = re.compile(r"\b(?:ofr|lpn|ouk)\w*?_?(\d{3})\b", re.IGNORECASE)
 _AUP_CODE = re.compile(r"AUP#[A-Za-z]*-?(\d{4})")
 
 
@@ -258,6 +259,11 @@ def classify(
         return _verdict(fixed_reason, status, reply_code, filter_wording)
     if action in _SUCCESS_ACTIONS or (status or "").startswith("2."):
         return Verdict("delivered", False, filter_wording)
+    if "ofr" in lowered or "lpn" in lowered or "ouk" in lowered:
+        orange = _ORANGE_CODE.search(diagnostic)
+        numbered = origin_tables.ORANGE_CODES.get(orange.group(1)) if orange else None
+        if numbered is not None:
+            return _verdict(numbered, status, reply_code, filter_wording)
     if origins:
         told, told_command = origin_reason(origins, diagnostic, status, command)
         command = told_command or command

@@ -272,3 +272,31 @@ SPECTRUM_CODES: list[tuple[int, int, str]] = [
     (1560, 1560, "policyviolation"),
     (1580, 1580, "speeding"),
 ]
+
+# Orange / La Poste (France) end their replies with a numbered reason: OFR_999,
+# LPN007_416, OFR004_405 [405]. The number decides, whatever the words around it (they
+# all say "service refused").
+ORANGE_CODES: dict[str, str] = {
+    "101": "blocked",
+    "102": "blocked",
+    "103": "blocked",
+    "104": "toomanyconn",
+    "305": "securityerror",
+    "401": "authfailure",
+    "402": "securityerror",
+    "403": "rejected",
+    "405": "rejected",
+    "415": "rejected",
+    "416": "userunknown",
+    "417": "mailboxfull",
+    "420": "suspend",
+    "421": "rejected",
+    "426": "suspend",
+    "505": "systemerror",
+    "506": "spamdetected",
+    "510": "blocked",
+    "514": "mesgtoobig",
+    "517": "authfailure",
+    "630": "policyviolation",
+    "999": "blocked",
+}

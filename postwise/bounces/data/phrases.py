@@ -48,20 +48,6 @@ STRONG_PHRASES: list[tuple[str, str]] = [
     ),  # KDDI/au: a recipient's filter answers with no address
     ("suspend", r"(?:recipient|user)'?s? account is (?:blocked|locked|disabled)"),
     ("blocked", r"client host blocked"),
-    # Orange / La Poste (France) publish numbered reasons: OFR_506, LPN007_416, OFR_999 ...
-    # (above "service refused", which their texts carry whatever the number)
-    ("blocked", r"(?:ofr|lpn|ouk)\d*_?(?:101|102|103|510|999)\b"),
-    ("toomanyconn", r"(?:ofr|lpn|ouk)\d*_?104\b"),
-    ("securityerror", r"(?:ofr|lpn|ouk)\d*_?(?:305|402)\b"),
-    ("authfailure", r"(?:ofr|lpn|ouk)\d*_?(?:401|517)\b"),
-    ("rejected", r"(?:ofr|lpn|ouk)\d*_?(?:403|405|415|421)\b"),
-    ("userunknown", r"(?:ofr|lpn|ouk)\d*_?416\b"),
-    ("mailboxfull", r"(?:ofr|lpn|ouk)\d*_?417\b"),
-    ("suspend", r"(?:ofr|lpn|ouk)\d*_?(?:420|426)\b"),
-    ("systemerror", r"(?:ofr|lpn|ouk)\d*_?505\b"),
-    ("spamdetected", r"(?:ofr|lpn|ouk)\d*_?506\b"),
-    ("mesgtoobig", r"(?:ofr|lpn|ouk)\d*_?514\b"),
-    ("policyviolation", r"(?:ofr|lpn|ouk)\d*_?630\b"),
     ("systemerror", r"service refused"),
     ("networkerror", r"host name lookup failure"),
     ("suspend", r"account that you tried to reach is (?:disabled|inactive)"),
