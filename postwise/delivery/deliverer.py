@@ -5,7 +5,8 @@ Per row, in this order:
 1. **claim** a batch under a lease (``outbox.claim``);
 2. **screen** the batch: ``suppressed_among`` (suppression list, erased addresses,
    domains), the contact's status (bounced/complained stop everything, unsubscribed
-   stops marketing) and, for marketing to a list, the membership; blocked rows become
+   stops marketing), for marketing to a list the membership, and the contact's topic
+   opt-outs and frequency cap (``preferences.blocked_by_choice``); blocked rows become
    ``suppressed`` and are never handed over;
 3. **build** the bytes (``compose.py``); a build error makes the row ``failed``;
 4. **pace** (``throttle.Pacer``: per-destination connections and rate, global rate);
@@ -36,7 +37,7 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from postwise.core import clock
-from postwise.delivery import outbox, throttle
+from postwise.delivery import outbox, preferences, throttle
 from postwise.delivery.compose import BuildError, Built, Composer, prebuilt
 from postwise.delivery.outbox import Claimed
 from postwise.delivery.transports.base import (
@@ -140,6 +141,14 @@ def screen(db: Database, rows: Sequence[Claimed], hasher: AddressHasher) -> dict
                 if reason is not None:
                     blocked[row.id] = reason
                     outbox.mark_suppressed(session, row, reason)
+            # Topic opt-outs and frequency caps (docs/delivery.md, "Preference center").
+            chosen = preferences.blocked_by_choice(
+                session, [r for r in group if r.id not in blocked]
+            )
+            for row in group:
+                if row.id in chosen:
+                    blocked[row.id] = chosen[row.id]
+                    outbox.mark_suppressed(session, row, chosen[row.id])
     return blocked
 
 

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from postwise.core import clock
 from postwise.core.errors import NotFound, ValidationFailed
+from postwise.delivery.preferences import TOPIC_KEY
 from postwise.segments import changes as segment_changes
 from postwise.storage.database import Database
 from postwise.storage.tables import Event, OutboxMessage
@@ -69,6 +70,8 @@ class NewMessage:
     raw: bytes | None = None  # prebuilt bytes (tests, benchmarks, resends)
     mail_from: str | None = None
     message_id: str | None = None
+    # A workspace topic (``preferences``): contacts who left it are not sent this message.
+    topic: str | None = None
 
 
 def _values(message: NewMessage, workspace_id: int, now: datetime) -> dict[str, Any]:
@@ -85,7 +88,11 @@ def _values(message: NewMessage, workspace_id: int, now: datetime) -> dict[str, 
         "kind": message.kind,
         "template_id": message.template_id,
         "template_version": message.template_version,
-        "data": message.data or {},
+        "data": (
+            {**(message.data or {}), TOPIC_KEY: message.topic}
+            if message.topic
+            else message.data or {}
+        ),
         "list_id": message.list_id,
         "campaign_key": message.campaign_key,
         "workflow_key": message.workflow_key,

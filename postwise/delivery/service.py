@@ -24,7 +24,7 @@ from postwise.contacts.lists import get_list
 from postwise.core import clock
 from postwise.core.errors import ValidationFailed
 from postwise.core.settings import Settings, get_settings
-from postwise.delivery import outbox, throttle
+from postwise.delivery import outbox, preferences, throttle
 from postwise.delivery.compose import INLINE_TEMPLATE, TemplateComposer, stored_templates
 from postwise.delivery.deliverer import Deliverer, Policy
 from postwise.delivery.transports.base import MailTransport
@@ -136,6 +136,7 @@ def send_to_list(
     template: Mapping[str, Any] | None = None,
     data: Mapping[str, Any] | None = None,
     campaign_key: str | None = None,
+    topic: str | None = None,
 ) -> int:
     """Queue one marketing message per subscribed member, in batches; returns how many.
 
@@ -144,6 +145,7 @@ def send_to_list(
     here already; suppression is checked again at send time.
     """
     get_list(session, list_id)
+    preferences.check_topic(session, topic)
     fields = _template_fields(session, template_id, template, data)
     queued = 0
     last_id = 0
@@ -174,6 +176,7 @@ def send_to_list(
                     data=fields,
                     campaign_key=campaign_key,
                     idempotency_key=f"campaign:{campaign_key}:{cid}" if campaign_key else None,
+                    topic=topic,
                 )
                 for cid, email in batch
             ],

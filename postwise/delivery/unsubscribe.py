@@ -20,6 +20,7 @@ from postwise.contacts import actions, lists
 from postwise.core import clock
 from postwise.core.errors import NotFound
 from postwise.delivery import outbox
+from postwise.delivery import preferences as choices
 from postwise.segments import changes as segment_changes
 from postwise.storage.tables import Event, ListMembership, MailingList, OutboxMessage
 from postwise.storage.tenancy import workspace_of
@@ -123,10 +124,19 @@ class ListChoice:
 
 
 @dataclass(frozen=True)
+class TopicChoice:
+    key: str
+    name: str
+    subscribed: bool
+
+
+@dataclass(frozen=True)
 class Preferences:
     email: str
     globally_unsubscribed: bool
     lists: list[ListChoice]
+    topics: list[TopicChoice]
+    frequency: str
 
 
 def preferences(session: Session, ref: Ref) -> Preferences:
@@ -137,19 +147,46 @@ def preferences(session: Session, ref: Ref) -> Preferences:
         .where(ListMembership.contact_id == ref.contact_id)
         .order_by(MailingList.name)
     ).all()
+    off = choices.topics_off(contact.attributes)
     return Preferences(
         contact.email,
         contact.status == "unsubscribed",
         [ListChoice(lid, name, status == "subscribed") for lid, name, status in rows],
+        [
+            TopicChoice(key, name, key not in off)
+            for key, name in sorted(choices.workspace_topics(session).items(), key=lambda t: t[1])
+        ],
+        choices.frequency(contact.attributes),
     )
 
 
 def save_preferences(
-    session: Session, ref: Ref, keep_list_ids: Iterable[int], *, unsubscribe_everything: bool
+    session: Session,
+    ref: Ref,
+    keep_list_ids: Iterable[int],
+    *,
+    unsubscribe_everything: bool,
+    keep_topics: Iterable[str] | None = None,
+    frequency: str | None = None,
 ) -> Preferences:
     """Leave every list of the contact not in ``keep_list_ids``; never subscribes anyone
-    (re-joining a list needs fresh consent, which a link cannot give)."""
+    (re-joining a list needs fresh consent, which a link cannot give). Topics are
+    preferences, not consent: a topic left earlier can be ticked again here. With
+    ``keep_topics``/``frequency`` None the stored choices stay as they are."""
     keep = set(keep_list_ids)
+    if keep_topics is not None or frequency is not None:
+        contact = actions.get_contact(session, ref.contact_id)
+        current = preferences(session, ref)
+        choices.save_choices(
+            session,
+            contact,
+            topics_kept=(
+                keep_topics
+                if keep_topics is not None
+                else [t.key for t in current.topics if t.subscribed]
+            ),
+            frequency_choice=frequency if frequency is not None else current.frequency,
+        )
     for choice in preferences(session, ref).lists:
         if choice.subscribed and (unsubscribe_everything or choice.list_id not in keep):
             lists.unsubscribe(session, choice.list_id, ref.contact_id, source=SOURCE)

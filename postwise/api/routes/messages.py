@@ -75,6 +75,12 @@ class ListSendIn(BaseModel):
     campaign_key: str | None = Field(
         default=None, min_length=1, max_length=200, description="Sends once per contact."
     )
+    topic: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="A workspace topic: contacts who left it in the preference center are skipped.",
+    )
 
 
 class ListQueued(BaseModel):
@@ -135,6 +141,7 @@ def send_to_list(list_id: ObjectId, body: ListSendIn, session: SendSession) -> L
         template=body.template.model_dump() if body.template else None,
         data=body.data,
         campaign_key=body.campaign_key,
+        topic=body.topic,
     )
     return ListQueued(queued=queued)
 

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from postwise.api.dependencies import get_db, get_settings
 from postwise.core.settings import Settings
+from postwise.delivery import preferences as choices
 from postwise.delivery import unsubscribe
 from postwise.storage.database import Database
 from postwise.tracking.tokens import TokenSigner
@@ -48,10 +49,23 @@ def _preference_form(token: str, prefs: unsubscribe.Preferences) -> str:
         f"{' checked' if c.subscribed else ''}> {escape(c.name)}</label></p>"
         for c in prefs.lists
     )
+    topics = "".join(
+        f"<p><label><input type='checkbox' name='topic' value='{escape(t.key)}'"
+        f"{' checked' if t.subscribed else ''}> {escape(t.name)}</label></p>"
+        for t in prefs.topics
+    )
+    topic_part = f"<h2>Topics</h2>{topics}" if prefs.topics else ""
+    radios = "".join(
+        f"<p><label><input type='radio' name='frequency' value='{key}'"
+        f"{' checked' if key == prefs.frequency else ''}> {escape(label)}</label></p>"
+        for key, label in choices.FREQUENCY_LABELS.items()
+    )
     return (
         f"<form method='post' action='/u/{token}'>"
         "<input type='hidden' name='action' value='preferences'>"
+        "<input type='hidden' name='choices' value='1'>"
         f"<h2>Your subscriptions</h2>{boxes or '<p>You are on no list.</p>'}"
+        f"{topic_part}<h2>How often</h2>{radios}"
         "<p><label><input type='checkbox' name='all' value='1'> "
         "Unsubscribe from all marketing mail</label></p>"
         "<p><button type='submit'>Save preferences</button></p></form>"
@@ -94,11 +108,21 @@ async def unsubscribe_post(
     if form is not None and form.get("action") == "preferences":
         keep = [int(v) for v in form.getlist("keep") if isinstance(v, str) and v.isdigit()]
         everything = form.get("all") == "1"
+        # Only a form that showed the choices may change them (an unticked box is absent).
+        shown = form.get("choices") == "1"
+        topics = [v for v in form.getlist("topic") if isinstance(v, str)] if shown else None
+        frequency = form.get("frequency")
+        how_often = frequency if shown and isinstance(frequency, str) else None
 
         def save() -> unsubscribe.Preferences:
             with db.tenant(ref.workspace_id) as session:
                 return unsubscribe.save_preferences(
-                    session, ref, keep, unsubscribe_everything=everything
+                    session,
+                    ref,
+                    keep,
+                    unsubscribe_everything=everything,
+                    keep_topics=topics,
+                    frequency=how_often,
                 )
 
         prefs = await run_in_threadpool(save)
