@@ -19,6 +19,7 @@ SUITES = {
     "bounces": "benchmarks.bounce_parse",  # parse + classify bounces over the corpus
     "clicks": "benchmarks.click_latency",  # /c/ redirect latency at 500/s beside a bare redirect
     "workflows": "benchmarks.workflow_steps",  # steps/s by 1 and 2 workers, trigger latency
+    "campaigns": "benchmarks.campaign_fanout",  # 1M-recipient fan-out beside a bare INSERT
 }
 
 

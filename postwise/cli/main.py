@@ -6,6 +6,7 @@ import typer
 
 from postwise.cli import (
     bounces,
+    campaigns,
     contacts,
     database,
     demo,
@@ -39,6 +40,7 @@ app.add_typer(outbox.outbox_app, name="outbox")
 app.add_typer(segments.segment_app, name="segment")
 app.add_typer(bounces.bounces_app, name="bounces")
 app.add_typer(workflows.workflow_app, name="workflow")
+app.add_typer(campaigns.campaign_app, name="campaign")
 app.command()(outbox.send)
 app.command()(runtime.serve)
 app.command()(runtime.run)
