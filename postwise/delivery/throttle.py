@@ -15,6 +15,10 @@ caller, which makes it global.
 - Persisted slow-down: ``set_caps`` caps destinations at a rate per minute, from the
   domains bounce handling marks as blocking (``bounces/filterblock.paced_domains``, read
   by the deliverer every ``CAP_REFRESH`` seconds), so every worker slows down for them.
+- ``HostPacer``: direct-to-MX limits per MX host, or per shared gateway (many corporate
+  domains share ``*.mail.protection.outlook.com``, ``*.pphosted.com``, ``*.mimecast.com``):
+  open connections and messages per minute, used by ``transports/mx.py`` once it knows
+  the host, on top of the per-recipient-domain ``Pacer``.
 - ``retry_delay``: exponential backoff with jitter; ``expired`` says when to give up.
 - ``warmup_cap``: the day's volume cap of a new sending domain or IP.
 """
@@ -209,3 +213,77 @@ class Pacer:
     def rate_of(self, dest: str) -> float:
         """Messages per minute currently allowed to ``dest``."""
         return self._dest(dest).bucket.rate * 60
+
+
+# MX hosts under these suffixes are one gateway serving many domains: limited together.
+SHARED_MX_LIMITS: Mapping[str, Limits] = {
+    "mail.protection.outlook.com": Limits(10, 600),
+    "pphosted.com": Limits(5, 300),
+    "mimecast.com": Limits(5, 300),
+    "iphmx.com": Limits(5, 300),
+    "messagelabs.com": Limits(5, 300),
+    "barracudanetworks.com": Limits(5, 300),
+    "google.com": Limits(10, 1200),
+    "googlemail.com": Limits(10, 1200),
+}
+MX_HOST_LIMITS = Limits(4, 240)
+
+
+def mx_group(host: str, shared: Mapping[str, Limits] = SHARED_MX_LIMITS) -> str:
+    """The key an MX host is limited under: its shared gateway's suffix, else itself."""
+    host = host.rstrip(".").lower()
+    for suffix in shared:
+        if host == suffix or host.endswith("." + suffix):
+            return suffix
+    return host
+
+
+@dataclass
+class HostPacer:
+    """Per-MX-group connection count and token bucket (per process, like ``Pacer``).
+
+    ``open`` counts connections held, busy or idle in the transport's pool: a new
+    connection may be opened only under the group's limit, a pooled one is reused freely.
+    """
+
+    clock: Callable[[], float]
+    shared: Mapping[str, Limits] = field(default_factory=lambda: dict(SHARED_MX_LIMITS))
+    other: Limits = MX_HOST_LIMITS
+    open: dict[str, int] = field(default_factory=dict)
+    _buckets: dict[str, _Bucket] = field(default_factory=dict)
+
+    def group(self, host: str) -> str:
+        return mx_group(host, self.shared)
+
+    def limits_for(self, group: str) -> Limits:
+        return self.shared.get(group, self.other)
+
+    def _bucket(self, group: str) -> _Bucket:
+        bucket = self._buckets.get(group)
+        if bucket is None:
+            limits = self.limits_for(group)
+            burst = max(1.0, float(limits.connections))
+            bucket = self._buckets[group] = _Bucket(
+                limits.per_minute / 60, burst, burst, self.clock()
+            )
+        return bucket
+
+    def at_connection_limit(self, group: str) -> bool:
+        return self.open.get(group, 0) >= self.limits_for(group).connections
+
+    def wait_time(self, group: str, *, new_connection: bool) -> float:
+        """Seconds until a message may go to ``group`` (0: now, then call ``take``)."""
+        if new_connection and self.at_connection_limit(group):
+            return 0.05
+        return self._bucket(group).wait(self.clock())
+
+    def take(self, group: str) -> None:
+        bucket = self._bucket(group)
+        bucket.refill(self.clock())
+        bucket.tokens -= 1
+
+    def opened(self, group: str) -> None:
+        self.open[group] = self.open.get(group, 0) + 1
+
+    def closed(self, group: str) -> None:
+        self.open[group] = max(0, self.open.get(group, 0) - 1)

@@ -8,6 +8,10 @@ TLS: opportunistic STARTTLS (use it when offered, do not check the certificate) 
 the domain publishes an MTA-STS policy in ``enforce`` mode (RFC 8461): then only MX hosts
 matching the policy are used, STARTTLS is required and the certificate must be valid for
 the host; failing that the message is deferred, never sent in the clear.
+
+Pace per MX host (``throttle.HostPacer``): open connections and messages per minute per
+host, or per shared gateway (``*.mail.protection.outlook.com`` and the like serve many
+domains, whose separate per-domain limits would add up at the one gateway).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from postwise.delivery.throttle import HostPacer
 from postwise.delivery.transports.base import (
     DeliveryResult,
     Envelope,
@@ -196,6 +201,7 @@ class MxTransport:
     port: int = 25
     local_hostname: str | None = None
     timeout: float = 60.0
+    pacer: HostPacer = field(default_factory=lambda: HostPacer(time.monotonic))
     _idle: dict[tuple[str, bool], list[SMTP]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -216,6 +222,7 @@ class MxTransport:
         last = RecipientResult(Outcome.DEFERRED, None, f"no MX of {domain} answered", Phase.CONNECT)
         for host in plan.hosts:
             key = (host, plan.enforce)
+            group = self.pacer.group(host)
             server = Server(
                 host,
                 self.port,
@@ -224,32 +231,70 @@ class MxTransport:
                 timeout=self.timeout,
                 local_hostname=self.local_hostname,
             )
-            idle = self._idle.setdefault(key, [])
-            client = idle.pop() if idle else None
+            client = await self._slot(key, group)
             try:
-                if client is None or not client.is_connected:
+                if client is None:
+                    self.pacer.opened(group)  # reserved before the await: others see it
                     client = await open_connection(server)
                 result = await transact(client, envelope, self.name, host)
             except aiosmtplib.SMTPResponseException as exc:
+                self._discard(client, group)
                 last = RecipientResult(classify(exc.code), exc.code, _text(exc), Phase.CONNECT)
                 if last.outcome is Outcome.REJECTED:
                     break
                 continue
             except (_Stale, aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                self._discard(client, group)
                 last = RecipientResult(
                     Outcome.DEFERRED, None, f"{host}: {_text(exc)}", Phase.CONNECT
                 )
                 continue
             if client.is_connected:
-                idle.append(client)
+                self._idle.setdefault(key, []).append(client)
+            else:
+                self.pacer.closed(group)
             return result
         return same_for_all(envelope, self.name, last)
 
+    async def _slot(self, key: tuple[str, bool], group: str) -> SMTP | None:
+        """Wait for the MX group's pace; a pooled connection (returned) or room for a
+        new one (None). At the connection limit an idle connection to another host of
+        the same gateway is closed to make room rather than waiting for ever."""
+        while True:
+            idle = self._idle.setdefault(key, [])
+            client = idle.pop() if idle else None
+            while client is not None and not client.is_connected:
+                self.pacer.closed(group)
+                client = idle.pop() if idle else None
+            if client is None and self.pacer.at_connection_limit(group):
+                self._evict_idle(group)
+            wait = self.pacer.wait_time(group, new_connection=client is None)
+            if wait <= 0:
+                self.pacer.take(group)
+                return client
+            if client is not None:
+                idle.append(client)
+            await asyncio.sleep(wait)
+
+    def _evict_idle(self, group: str) -> None:
+        for (host, _), clients in self._idle.items():
+            if clients and self.pacer.group(host) == group:
+                clients.pop(0).close()
+                self.pacer.closed(group)
+                return
+
+    def _discard(self, client: SMTP | None, group: str) -> None:
+        """A connection that failed mid-transaction is not reused (its state is unknown)."""
+        if client is not None and client.is_connected:
+            client.close()
+        self.pacer.closed(group)
+
     async def close(self) -> None:
-        for clients in self._idle.values():
+        for (host, _), clients in self._idle.items():
             for client in clients:
                 try:
                     await client.quit()
                 except Exception:
                     client.close()
+                self.pacer.closed(self.pacer.group(host))
         self._idle.clear()
