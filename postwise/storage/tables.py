@@ -983,3 +983,116 @@ class CampaignAttribution(WorkspaceOwned, Base):
     variant: Mapped[str | None] = mapped_column(String(16), default=None)
     revenue: Mapped[float | None] = mapped_column(Float, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- Analytics (migration 0013, docs/analytics.md) ---------------------------------------
+
+ROLLUP_COUNTERS = (
+    "sent",
+    "delivered",
+    "deferred",
+    "bounced_hard",
+    "bounced_soft",
+    "filter_blocked",
+    "opens_human",
+    "opens_machine",
+    "unique_opens_human",
+    "unique_opens_machine",
+    "clicks_human",
+    "clicks_machine",
+    "unique_clicks_human",
+    "unique_clicks_machine",
+    "conversions",
+    "unsubscribes",
+    "complaints",
+)
+
+
+class AnalyticsRollup(WorkspaceOwned, Base):
+    """Hourly counters per (campaign, dimension kind, dimension id): what reports read.
+
+    ``campaign_key`` is '' for rows not tied to a campaign (workflow mail), so a campaign's
+    domain table and the workspace-wide domain table are the same kind of row.
+    """
+
+    __tablename__ = "analytics_rollups"
+    __table_args__ = (
+        UniqueConstraint(
+            "workspace_id",
+            "campaign_key",
+            "dimension",
+            "dimension_id",
+            "bucket",
+            name="uq_analytics_rollups_key",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    campaign_key: Mapped[str] = mapped_column(String(200), default="")
+    dimension: Mapped[str] = mapped_column(String(16))  # campaign|variant|domain|company|...
+    dimension_id: Mapped[str] = mapped_column(String(255))
+    bucket: Mapped[datetime] = mapped_column()  # the hour, UTC
+    sent: Mapped[int] = mapped_column(BigInteger, default=0)
+    delivered: Mapped[int] = mapped_column(BigInteger, default=0)
+    deferred: Mapped[int] = mapped_column(BigInteger, default=0)
+    bounced_hard: Mapped[int] = mapped_column(BigInteger, default=0)
+    bounced_soft: Mapped[int] = mapped_column(BigInteger, default=0)
+    filter_blocked: Mapped[int] = mapped_column(BigInteger, default=0)
+    opens_human: Mapped[int] = mapped_column(BigInteger, default=0)
+    opens_machine: Mapped[int] = mapped_column(BigInteger, default=0)
+    unique_opens_human: Mapped[int] = mapped_column(BigInteger, default=0)
+    unique_opens_machine: Mapped[int] = mapped_column(BigInteger, default=0)
+    clicks_human: Mapped[int] = mapped_column(BigInteger, default=0)
+    clicks_machine: Mapped[int] = mapped_column(BigInteger, default=0)
+    unique_clicks_human: Mapped[int] = mapped_column(BigInteger, default=0)
+    unique_clicks_machine: Mapped[int] = mapped_column(BigInteger, default=0)
+    conversions: Mapped[int] = mapped_column(BigInteger, default=0)
+    revenue: Mapped[float] = mapped_column(Float, default=0.0)
+    unsubscribes: Mapped[int] = mapped_column(BigInteger, default=0)
+    complaints: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class AnalyticsFirstSeen(WorkspaceOwned, Base):
+    """The first open/click of a contact per campaign and kind: exact, incremental uniques."""
+
+    __tablename__ = "analytics_first_seen"
+    __table_args__ = (
+        UniqueConstraint(
+            "workspace_id", "campaign_key", "contact_id", "kind", name="uq_analytics_first_seen_key"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    campaign_key: Mapped[str] = mapped_column(String(200))
+    contact_id: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(16))  # open_human|open_machine|click_human|...
+    event_id: Mapped[int] = mapped_column(BigInteger)
+    seen_at: Mapped[datetime] = mapped_column()
+
+
+class AnalyticsWatermark(WorkspaceOwned, Base):
+    """How far the rollup has read the events: every id <= ``last_event_id`` is counted."""
+
+    __tablename__ = "analytics_watermarks"
+    __table_args__ = (UniqueConstraint("workspace_id"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    last_event_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_received_at: Mapped[datetime | None] = mapped_column(default=None)
+    events_rolled: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ContactEngagement(WorkspaceOwned, Base):
+    """A contact's decayed engagement score as of ``scored_at`` (docs/analytics.md)."""
+
+    __tablename__ = "contact_engagement"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "contact_id"),
+        Index("ix_contact_engagement_ws_score", "workspace_id", "score"),
+    )
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    contact_id: Mapped[int] = mapped_column(BigID, ForeignKey("contacts.id", ondelete="CASCADE"))
+    score: Mapped[float] = mapped_column(Float, default=0.0)
+    scored_at: Mapped[datetime] = mapped_column(default=utcnow)
