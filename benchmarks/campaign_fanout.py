@@ -6,7 +6,8 @@ campaign is scheduled through ``lifecycle.schedule`` (all its checks) and fanned
 ``jobs.run_fanout_batch``, one committed batch per call exactly as the worker runs it
 (``POSTWISE_CAMPAIGN_FANOUT_BATCH`` recipients each). The baseline in the same run is a
 bare ``INSERT ... SELECT`` of the same number of rows from ``contacts`` into a copy of
-the outbox table with its indexes: the floor for writing that many outbox rows at all.
+the outbox table with its indexes (the floor for writing that many rows at all), and the
+same insert into the real outbox, whose foreign keys are checked row by row.
 The fan-out writes twice as much (snapshot and outbox) and evaluates the audience
 (list membership, status, suppression), so a ratio near 2 is the expected shape.
 Target: under 60 s for 1,000,000 recipients.
@@ -32,6 +33,12 @@ from postwise.storage.database import Database
 from postwise.workspaces.actions import create_workspace
 
 SECRET = "campaign-benchmark-secret"
+INSERT = (
+    "INSERT INTO bench_outbox (workspace_id, contact_id, email, kind, data, "
+    "campaign_key, idempotency_key, status, attempts, next_attempt_at, created_at) "
+    "SELECT workspace_id, id, email, 'marketing', '{}'::jsonb, 'bare', "
+    "'bare:' || id, 'queued', 0, now(), now() FROM contacts WHERE workspace_id = :ws"
+)
 
 
 def _settings() -> Settings:
@@ -96,19 +103,19 @@ def baseline(db: Database, ws: int) -> dict[str, Any]:
         conn.execute(text("CREATE TABLE bench_outbox (LIKE outbox INCLUDING ALL)"))
     t0 = time.perf_counter()
     with db.engine.begin() as conn:
-        rows = conn.execute(
-            text(
-                "INSERT INTO bench_outbox (workspace_id, contact_id, email, kind, data, "
-                "campaign_key, idempotency_key, status, attempts, next_attempt_at, created_at) "
-                "SELECT workspace_id, id, email, 'marketing', '{}'::jsonb, 'bare', "
-                "'bare:' || id, 'queued', 0, now(), now() FROM contacts WHERE workspace_id = :ws"
-            ),
-            {"ws": ws},
-        ).rowcount
+        rows = conn.execute(text(INSERT), {"ws": ws}).rowcount
     seconds = time.perf_counter() - t0
     with db.engine.begin() as conn:
         conn.execute(text("DROP TABLE bench_outbox"))
-    return {"rows": rows, "seconds": round(seconds, 2)}
+    # The same rows into the real outbox: its foreign keys are checked per row too.
+    t0 = time.perf_counter()
+    with db.engine.begin() as conn:
+        conn.execute(text(INSERT.replace("bench_outbox", "outbox")), {"ws": ws})
+    real = time.perf_counter() - t0
+    with db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM outbox WHERE campaign_key = 'bare'"))
+        conn.execute(text("ANALYZE outbox"))
+    return {"rows": rows, "seconds": round(seconds, 2), "real_outbox_seconds": round(real, 2)}
 
 
 def fan_out(db: Database, ws: int, list_id: int, template_id: int) -> dict[str, Any]:
@@ -172,6 +179,9 @@ def main(argv: list[str] | None = None) -> None:
     result = fan_out(db, ws, list_id, template_id)
     result["batch"] = settings.campaign_fanout_batch
     result["ratio_to_baseline"] = round(result["seconds"] / max(base["seconds"], 1e-9), 2)
+    result["ratio_to_real_outbox_insert"] = round(
+        result["seconds"] / max(base["real_outbox_seconds"], 1e-9), 2
+    )
     result["target_met"] = result["seconds"] < 60
     print("campaign fan-out", result, flush=True)
     db.dispose()
