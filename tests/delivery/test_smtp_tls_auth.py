@@ -1,5 +1,5 @@
-"""The relay over STARTTLS with AUTH, against aiosmtpd with a self-signed certificate;
-with wrong credentials nothing is sent and nothing crashes."""
+"""The relay over STARTTLS and over implicit TLS (port 465 style) with AUTH, against
+aiosmtpd with a self-signed certificate; with wrong credentials nothing is sent."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import ssl
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +110,54 @@ def test_starttls_and_auth(relay_server: tuple[ScriptedHandler, int]) -> None:
     outcome, _, phase = send(port, "starttls", "wrong")
     assert outcome is not Outcome.ACCEPTED and phase is Phase.CONNECT
     assert len(handler.received) == 1  # nothing gets through without the password
+
+
+@dataclass
+class TlsNotingHandler(ScriptedHandler):
+    """Notes, per EHLO, whether the connection was encrypted (the TLS object exists)."""
+
+    encrypted: list[bool] = field(default_factory=list)
+
+    async def handle_EHLO(  # noqa: N802
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        self.encrypted.append(server.transport.get_extra_info("ssl_object") is not None)
+        return await super().handle_EHLO(server, session, envelope, hostname, responses)
+
+
+@pytest.fixture
+def implicit_tls_server(tls_context: ssl.SSLContext) -> Iterator[tuple[TlsNotingHandler, int]]:
+    """Port 465 style: TLS from the first byte (aiosmtpd wraps the listening socket).
+
+    aiosmtpd counts only STARTTLS as TLS for ``auth_require_tls``, so that check is off
+    here; the handler proves each session was encrypted instead.
+    """
+    handler = TlsNotingHandler()
+    controller = _AnyPortController(
+        handler,
+        hostname="127.0.0.1",
+        port=0,
+        ssl_context=tls_context,
+        authenticator=authenticator,
+        auth_required=True,
+        auth_require_tls=False,
+    )
+    controller.start()
+    try:
+        yield handler, int(controller.port)
+    finally:
+        controller.stop()
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_implicit_tls_and_auth(implicit_tls_server: tuple[TlsNotingHandler, int]) -> None:
+    handler, port = implicit_tls_server
+    assert send(port, "implicit", "s3cret") == (Outcome.ACCEPTED, 250, Phase.DATA)
+    assert send(port, "implicit", "s3cret")[0] is Outcome.ACCEPTED
+    assert [r.rcpt for r in handler.received] == [["ann@corp.example"]] * 2
+    outcome, _, phase = send(port, "implicit", "wrong")
+    assert outcome is not Outcome.ACCEPTED and phase is Phase.CONNECT
+    # A client speaking plain SMTP to a TLS port gets nowhere, and nothing is sent.
+    assert send(port, "none", "s3cret")[0] is not Outcome.ACCEPTED
+    assert len(handler.received) == 2
+    assert handler.encrypted and all(handler.encrypted)  # every session that got to EHLO
