@@ -25,6 +25,7 @@ TASK_MODULES: tuple[str, ...] = (
     "postwise.workflows.jobs",
     "postwise.campaigns.jobs",
     "postwise.campaigns.attribution",
+    "postwise.analytics.jobs",
 )
 
 jobs_app = typer.Typer(help="The background job queue.", no_args_is_help=True)

@@ -1,0 +1,147 @@
+"""Campaign reports read from the rollups only (never the raw events).
+
+Rates count human activity; machine opens/clicks (privacy proxies, link scanners) are
+shown beside them, never mixed in. Denominators: delivered for open and click rates,
+unique human opens for click-to-open.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from postwise.core.errors import NotFound
+from postwise.storage.tables import ROLLUP_COUNTERS, AnalyticsRollup, Campaign
+
+DIMENSIONS = ("campaign", "variant", "domain", "company", "segment", "list", "workflow")
+FIELDS = (*ROLLUP_COUNTERS, "revenue")
+
+
+def _rate(num: float, den: float) -> float | None:
+    return round(num / den, 6) if den else None
+
+
+@dataclass
+class Totals:
+    counters: dict[str, float]
+
+    def kpis(self) -> dict[str, float | None]:
+        c = self.counters
+        delivered = c["delivered"] or c["sent"]
+        return {
+            "delivery_rate": _rate(c["delivered"], c["sent"]),
+            "open_rate": _rate(c["unique_opens_human"], delivered),
+            "click_rate": _rate(c["unique_clicks_human"], delivered),
+            "click_to_open": _rate(c["unique_clicks_human"], c["unique_opens_human"]),
+            "conversion_rate": _rate(c["conversions"], delivered),
+            "bounce_rate": _rate(c["bounced_hard"] + c["bounced_soft"], c["sent"]),
+            "unsubscribe_rate": _rate(c["unsubscribes"], delivered),
+            "complaint_rate": _rate(c["complaints"], delivered),
+            "machine_open_share": _rate(c["opens_machine"], c["opens_machine"] + c["opens_human"]),
+        }
+
+
+@dataclass
+class Row:
+    dimension: str
+    id: str
+    counters: dict[str, float]
+    kpis: dict[str, float | None] = field(default_factory=dict)
+
+
+@dataclass
+class CampaignReport:
+    campaign_id: int
+    key: str
+    name: str
+    status: str
+    recipients: int
+    totals: dict[str, float]
+    kpis: dict[str, float | None]
+    breakdowns: dict[str, list[Row]]
+    hourly: list[dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _sums() -> list[Any]:
+    return [func.coalesce(func.sum(getattr(AnalyticsRollup, f)), 0).label(f) for f in FIELDS]
+
+
+def _counters(row: Any) -> dict[str, float]:
+    return {f: (float(row._mapping[f]) if f == "revenue" else int(row._mapping[f])) for f in FIELDS}
+
+
+def breakdown(session: Session, campaign_key: str, dimension: str) -> list[Row]:
+    rows = session.execute(
+        select(AnalyticsRollup.dimension_id, *_sums())
+        .where(AnalyticsRollup.campaign_key == campaign_key, AnalyticsRollup.dimension == dimension)
+        .group_by(AnalyticsRollup.dimension_id)
+        .order_by(AnalyticsRollup.dimension_id)
+    ).all()
+    out = []
+    for r in rows:
+        counters = _counters(r)
+        out.append(Row(dimension, r.dimension_id, counters, Totals(counters).kpis()))
+    return out
+
+
+def series(
+    session: Session,
+    campaign_key: str,
+    *,
+    dimension: str = "campaign",
+    dimension_id: str | None = None,
+    interval: str = "hour",
+) -> list[dict[str, Any]]:
+    """Counters per hour (or per UTC day, summed from the hours) for one dimension row."""
+    rows = session.execute(
+        select(AnalyticsRollup.bucket, *_sums())
+        .where(
+            AnalyticsRollup.campaign_key == campaign_key,
+            AnalyticsRollup.dimension == dimension,
+            AnalyticsRollup.dimension_id == (dimension_id or campaign_key),
+        )
+        .group_by(AnalyticsRollup.bucket)
+        .order_by(AnalyticsRollup.bucket)
+    ).all()
+    points: dict[datetime, dict[str, float]] = {}
+    for r in rows:
+        at = r.bucket if interval == "hour" else r.bucket.replace(hour=0)
+        point = points.setdefault(at, dict.fromkeys(FIELDS, 0))
+        for f, v in _counters(r).items():
+            point[f] += v
+    return [{"at": at.isoformat(), **v} for at, v in points.items()]
+
+
+def campaign_report(session: Session, campaign_id: int) -> CampaignReport:
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise NotFound(f"campaign {campaign_id} not found", field="campaign_id")
+    total_row = session.execute(
+        select(*_sums()).where(
+            AnalyticsRollup.campaign_key == campaign.key,
+            AnalyticsRollup.dimension == "campaign",
+            AnalyticsRollup.dimension_id == campaign.key,
+        )
+    ).one()
+    totals = _counters(total_row)
+    return CampaignReport(
+        campaign_id=campaign.id,
+        key=campaign.key,
+        name=campaign.name,
+        status=campaign.status,
+        recipients=campaign.recipient_count,
+        totals=totals,
+        kpis=Totals(totals).kpis(),
+        breakdowns={
+            d: breakdown(session, campaign.key, d)
+            for d in ("variant", "domain", "company", "segment", "list")
+        },
+        hourly=series(session, campaign.key),
+    )
