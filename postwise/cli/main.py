@@ -14,6 +14,7 @@ from postwise.cli import (
     messages,
     outbox,
     privacy,
+    reports,
     runtime,
     segments,
     worker,
@@ -41,6 +42,7 @@ app.add_typer(segments.segment_app, name="segment")
 app.add_typer(bounces.bounces_app, name="bounces")
 app.add_typer(workflows.workflow_app, name="workflow")
 app.add_typer(campaigns.campaign_app, name="campaign")
+app.add_typer(reports.report_app, name="report")
 app.command()(outbox.send)
 app.command()(runtime.serve)
 app.command()(runtime.run)

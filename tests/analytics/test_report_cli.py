@@ -1,0 +1,114 @@
+"""``postwise report campaign`` through the real CLI: the table, --json, --html; and the
+HTML page rendered by Chromium with its charts present and no request leaving the page."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+from typer.testing import CliRunner
+
+from postwise.analytics import rollup
+from postwise.cli.main import app
+from postwise.core.settings import get_settings
+from postwise.storage.database import Database
+
+from .conftest import EXPECTED, T0, World, standard_events
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture
+def cli_runner(
+    db: Database, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[CliRunner]:
+    monkeypatch.setenv("POSTWISE_DATABASE_URL", db.url)
+    monkeypatch.setenv("POSTWISE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("POSTWISE_SECRET_KEY", "analytics-test-secret")
+    get_settings.cache_clear()
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield CliRunner()
+    finally:
+        get_settings.cache_clear()
+        structlog.configure(**saved)
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+@pytest.fixture
+def rolled(db: Database, world: World) -> World:
+    from datetime import timedelta
+
+    with db.tenant(world.ws) as s:
+        s.add_all(standard_events(world))
+    with db.tenant(world.ws) as s:
+        rollup.roll_up(s, now=T0 + timedelta(days=1))
+    return world
+
+
+def test_table_json_and_unknown_campaign(cli_runner: CliRunner, rolled: World) -> None:
+    w = ["-w", str(rolled.ws)]
+    out = cli_runner.invoke(app, ["report", "campaign", "launch", *w])
+    assert out.exit_code == 0, out.output
+    assert "unique opens" in out.output and "machine" in out.output
+    out = cli_runner.invoke(app, ["report", "campaign", str(rolled.campaign_id), *w, "--json"])
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.output)
+    assert {k: doc["totals"][k] for k in EXPECTED} == EXPECTED
+    assert doc["kpis"]["open_rate"] == pytest.approx(0.25)
+    out = cli_runner.invoke(app, ["report", "campaign", "nope", *w])
+    assert out.exit_code == 2
+    other = cli_runner.invoke(app, ["report", "campaign", "launch", "-w", str(rolled.other_ws)])
+    assert other.exit_code == 2
+
+
+def test_html_report_renders_charts_in_chromium_without_external_requests(
+    cli_runner: CliRunner, rolled: World, tmp_path: Path
+) -> None:
+    page_path = tmp_path / "report.html"
+    out = cli_runner.invoke(
+        app, ["report", "campaign", "launch", "-w", str(rolled.ws), "--html", str(page_path)]
+    )
+    assert out.exit_code == 0, out.output
+    html = page_path.read_text(encoding="utf-8")
+    assert "<script" not in html and "http://" not in html.replace("http://www.w3.org/2000/svg", "")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if shutil.which(CHROMIUM) is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{CHROMIUM} is missing")
+        pytest.skip(f"{CHROMIUM} is not installed")
+    requests: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--no-first-run"]
+        )
+        try:
+            page = browser.new_page()
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(page_path.as_uri())
+            charts: dict[str, Any] = page.evaluate(
+                """() => ({
+                funnel: document.querySelectorAll('svg.funnel rect').length,
+                opensHuman: document.querySelectorAll('svg.opens rect.human').length,
+                opensMachine: document.querySelectorAll('svg.opens rect.machine').length,
+                variants: document.querySelectorAll('svg.variants circle').length,
+                domains: document.querySelectorAll('table.domains tr').length,
+                width: document.querySelector('svg.funnel').getBoundingClientRect().width,
+            })"""
+            )
+        finally:
+            browser.close()
+    assert charts["funnel"] == 5
+    assert charts["opensHuman"] == charts["opensMachine"] >= 2
+    assert charts["variants"] == 2 and charts["domains"] == 3 and charts["width"] > 100
+    assert requests == [page_path.as_uri()]
