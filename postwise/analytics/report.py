@@ -145,3 +145,41 @@ def campaign_report(session: Session, campaign_id: int) -> CampaignReport:
         },
         hourly=series(session, campaign.key),
     )
+
+
+def segment_report(session: Session, segment_id: int) -> dict[str, Any]:
+    """Sums over every campaign of what was sent through a segment, plus its engagement."""
+    from postwise.analytics import engagement
+    from postwise.storage.tables import Segment
+
+    segment = session.get(Segment, segment_id)
+    if segment is None:
+        raise NotFound(f"segment {segment_id} not found", field="segment_id")
+    row = session.execute(
+        select(*_sums()).where(
+            AnalyticsRollup.dimension == "segment", AnalyticsRollup.dimension_id == str(segment_id)
+        )
+    ).one()
+    totals = _counters(row)
+    return {
+        "segment_id": segment_id,
+        "name": segment.name,
+        "totals": totals,
+        "kpis": Totals(totals).kpis(),
+        "engagement_score_mean": round(engagement.segment_mean(session, segment_id), 6),
+    }
+
+
+def to_csv(rows: list[Row]) -> str:
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    kpi_names = list(Totals(dict.fromkeys(FIELDS, 0)).kpis())
+    writer.writerow(["dimension", "id", *FIELDS, *kpi_names])
+    for r in rows:
+        writer.writerow(
+            [r.dimension, r.id, *(r.counters[f] for f in FIELDS), *(r.kpis[k] for k in kpi_names)]
+        )
+    return out.getvalue()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from postwise.api.routes import (
+    analytics,
     attributes,
     bounces,
     campaigns,
@@ -49,3 +50,4 @@ ROUTERS.append(bounces.router)
 ROUTERS.append(bounces.webhook_router)
 ROUTERS.append(workflows.router)
 ROUTERS.append(campaigns.router)
+ROUTERS.append(analytics.router)
