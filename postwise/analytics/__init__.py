@@ -2,3 +2,7 @@
 
 See docs/analytics.md. Reports never scan the raw ``events`` table at request time.
 """
+
+from postwise.analytics import fields as _fields  # registers contact.engagement_score
+
+del _fields

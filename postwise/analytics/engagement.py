@@ -13,12 +13,13 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from postwise.analytics.fields import ENGAGEMENT_ATTRIBUTE
 from postwise.core import clock
-from postwise.storage.tables import ContactEngagement, Event, SegmentMembership
+from postwise.storage.tables import Contact, ContactEngagement, Event, SegmentMembership
 from postwise.storage.tenancy import workspace_of
 
 HALF_LIFE_DAYS = 14.0
@@ -79,6 +80,26 @@ def rescore(session: Session, contact_ids: Sequence[int], *, now: datetime | Non
             set_={"score": stmt.excluded.score, "scored_at": stmt.excluded.scored_at},
         )
     )
+    _mirror(session, ws, values, postgres)
+
+
+def _mirror(session: Session, ws: int, values: list[dict[str, Any]], postgres: bool) -> None:
+    """Copy each score into ``contacts.attributes`` so segments read it (analytics/fields.py)."""
+    contacts = Contact.__table__
+    for v in values:
+        if postgres:
+            merged: Any = contacts.c.attributes.op("||")(
+                func.jsonb_build_object(ENGAGEMENT_ATTRIBUTE, v["score"])
+            )
+        else:
+            merged = func.json_set(
+                func.coalesce(contacts.c.attributes, "{}"), f"$.{ENGAGEMENT_ATTRIBUTE}", v["score"]
+            )
+        session.execute(
+            update(contacts)
+            .where(contacts.c.workspace_id == ws, contacts.c.id == v["contact_id"])
+            .values(attributes=merged)
+        )
 
 
 def score_of(session: Session, contact_id: int) -> float:

@@ -1,0 +1,78 @@
+"""The engagement score: the documented formula, machines count nothing, the rollup keeps
+touched contacts current, and segments select on ``contact.engagement_score``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from postwise.analytics import engagement, jobs
+from postwise.core import clock
+from postwise.segments import membership
+from postwise.segments import store as segments
+from postwise.storage.database import Database
+from postwise.storage.tables import Event
+
+from .conftest import World, email_event
+
+
+def test_score_formula_human_only_and_segment_field(db: Database, world: World) -> None:
+    now = clock.utcnow()
+    c = world.contacts
+    day = timedelta(days=1)
+    with db.tenant(world.ws) as s:
+        s.add_all(
+            [
+                email_event(world, c[0], "Email Opened", at=now - 14 * day, machine=False),
+                email_event(world, c[0], "Email Clicked", at=now - day, machine=False),
+                Event(
+                    contact_id=c[0],
+                    type="page",
+                    name="Pricing",
+                    properties={},
+                    context={},
+                    occurred_at=now,
+                    received_at=now,
+                ),
+                email_event(world, c[1], "Email Opened", at=now - day, machine=True),
+                email_event(world, c[1], "Email Clicked", at=now - day, machine=True),
+            ]
+        )
+    with db.tenant(world.ws) as s:
+        engagement.rescore(s, [c[0], c[1]], now=now)
+        expected = 1.0 * 0.5 + 3.0 * 0.5 ** (1 / 14) + 2.0
+        assert engagement.score_of(s, c[0]) == pytest.approx(expected, rel=1e-5)
+        assert engagement.score_of(s, c[1]) == 0.0
+        seg = segments.create_segment(
+            s,
+            segments.SegmentInput(
+                "Engaged", {"field": "contact.engagement_score", "op": "gt", "value": 1}
+            ),
+            refresh=False,
+        )
+        membership.refresh(s, seg.id)
+        members = list(membership.current_members(s, seg.id))
+        assert members == [c[0]]
+        assert engagement.segment_mean(s, seg.id) == pytest.approx(expected, rel=1e-5)
+
+
+def test_the_rollup_job_rescores_contacts_it_touched(db: Database, world: World) -> None:
+    now = clock.utcnow()
+    c = world.contacts
+    with db.tenant(world.ws) as s:
+        s.add(
+            email_event(
+                world,
+                c[2],
+                "Email Clicked",
+                at=now - timedelta(minutes=5),
+                received_at=now - timedelta(minutes=5),
+                machine=False,
+            )
+        )
+    with db.tenant(world.ws) as s:
+        result = jobs.run_once(s)
+        assert result.contacts == frozenset({c[2]})
+    with db.tenant(world.ws) as s:
+        assert engagement.score_of(s, c[2]) == pytest.approx(3.0, rel=1e-3)
