@@ -85,19 +85,18 @@ def rescore(session: Session, contact_ids: Sequence[int], *, now: datetime | Non
 
 def _mirror(session: Session, ws: int, values: list[dict[str, Any]], postgres: bool) -> None:
     """Copy each score into ``contacts.attributes`` so segments read it (analytics/fields.py)."""
-    contacts = Contact.__table__
     for v in values:
         if postgres:
-            merged: Any = contacts.c.attributes.op("||")(
+            merged: Any = Contact.attributes.op("||")(
                 func.jsonb_build_object(ENGAGEMENT_ATTRIBUTE, v["score"])
             )
         else:
             merged = func.json_set(
-                func.coalesce(contacts.c.attributes, "{}"), f"$.{ENGAGEMENT_ATTRIBUTE}", v["score"]
+                func.coalesce(Contact.attributes, "{}"), f"$.{ENGAGEMENT_ATTRIBUTE}", v["score"]
             )
         session.execute(
-            update(contacts)
-            .where(contacts.c.workspace_id == ws, contacts.c.id == v["contact_id"])
+            update(Contact)
+            .where(Contact.workspace_id == ws, Contact.id == v["contact_id"])
             .values(attributes=merged)
         )
 
