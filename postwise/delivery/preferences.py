@@ -164,7 +164,7 @@ def blocked_by_choice(
                     OutboxMessage.sent_at >= now - longest,
                 )
                 .group_by(OutboxMessage.contact_id)
-            ).tuples()
+            )
             if cid is not None and at is not None
         }
     blocked: dict[int, str] = {}
