@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -176,6 +176,12 @@ _CURRENT = select(_STAYS.c.contact_id).where(
     _STAYS.c.segment_id == bindparam("segment"), _STAYS.c.exited_at.is_(None)
 )
 _CURRENT_AMONG = _CURRENT.where(_STAYS.c.contact_id.in_(bindparam("contacts", expanding=True)))
+
+
+# Advisory lock keys of segment decisions: a fixed high tag ORed with the contact id,
+# so they cannot meet another feature's locks (ids stay far below 2**48).
+_LOCK_SPACE = 0x5E67 << 48
+_LOCK = text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k ORDER BY k")
 
 
 def _count_delta(session: Session, segment_id: int, delta: int) -> None:
@@ -334,7 +340,16 @@ def _flow(
 def reevaluate(
     session: Session, contacts: Mapping[int, set[str]], *, now: datetime | None = None
 ) -> list[Moves]:
-    """Re-evaluate the segments that these changes can affect, for these contacts only."""
+    """Re-evaluate the segments that these changes can affect, for these contacts only.
+
+    On PostgreSQL the contacts are first locked for the transaction (advisory locks, in
+    id order so two jobs cannot deadlock): a concurrent job about the same contact waits,
+    then decides from what this one committed, so an older decision never lands last.
+    SQLite's single writer serializes jobs already.
+    """
+    if contacts and session.get_bind().dialect.name == "postgresql":
+        keys = [_LOCK_SPACE | int(cid) for cid in sorted(contacts)]
+        session.connection().execute(_LOCK, {"keys": keys})
     return _flow(session, {}, contacts, now=now or utcnow())
 
 

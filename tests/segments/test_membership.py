@@ -287,3 +287,42 @@ def test_a_csv_import_refreshes_the_active_segments_once(db: Database, tmp_path:
     with db.tenant(ws) as s:
         [ann] = membership.members_page(s, seniors, cursor=None, limit=10).items
     assert ann.email == "ann@acme.example"
+
+
+def test_concurrent_decisions_about_one_contact_take_turns_on_postgresql(
+    postgres_url: str,
+) -> None:
+    import threading
+
+    from postwise.storage import tenancy
+
+    db = Database(postgres_url)
+    try:
+        ws = _workspace(db)
+        [ann] = _contacts(db, ws, [{"email": "ann@acme.example", "seniority": "vp"}]).values()
+        seniors = _segment(db, ws, "Seniors", SENIOR)
+        with db.tenant(ws) as s:
+            membership.refresh(s, seniors)
+        # Neither decision writes anything (Ann is a member already): only the lock can
+        # make the second one wait.
+        first = db._sessions()
+        tenancy.bind(first, ws)
+        membership.reevaluate(first, {ann: {"field:contact.seniority"}})  # holds ann's lock
+        finished = threading.Event()
+
+        def second() -> None:
+            with db.tenant(ws) as s:
+                membership.reevaluate(s, {ann: {"field:contact.seniority"}})
+            finished.set()
+
+        worker = threading.Thread(target=second)
+        worker.start()
+        assert not finished.wait(0.5), "the second decision did not wait for the first"
+        first.commit()
+        first.close()
+        assert finished.wait(10)
+        worker.join()
+        assert _members(db, ws, seniors) == {ann}
+        assert _segment_events(db, ws) == [("segment.entered", ann, seniors)]
+    finally:
+        db.dispose()
