@@ -20,6 +20,7 @@ SUITES = {
     "clicks": "benchmarks.click_latency",  # /c/ redirect latency at 500/s beside a bare redirect
     "workflows": "benchmarks.workflow_steps",  # steps/s by 1 and 2 workers, trigger latency
     "campaigns": "benchmarks.campaign_fanout",  # 1M-recipient fan-out beside a bare INSERT
+    "report": "benchmarks.campaign_report",  # 1M-recipient report from rollups vs raw events
 }
 
 

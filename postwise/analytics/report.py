@@ -19,6 +19,7 @@ from postwise.storage.tables import ROLLUP_COUNTERS, AnalyticsRollup, Campaign
 
 DIMENSIONS = ("campaign", "variant", "domain", "company", "segment", "list", "workflow")
 FIELDS = (*ROLLUP_COUNTERS, "revenue")
+REPORT_TOP = 50  # rows per breakdown in the campaign report
 
 
 def _rate(num: float, den: float) -> float | None:
@@ -74,16 +75,28 @@ def _sums() -> list[Any]:
 
 
 def _counters(row: Any) -> dict[str, float]:
-    return {f: (float(row._mapping[f]) if f == "revenue" else int(row._mapping[f])) for f in FIELDS}
+    m = row._mapping
+    out: dict[str, float] = {f: int(m[f]) for f in ROLLUP_COUNTERS}
+    out["revenue"] = float(m["revenue"])
+    return out
 
 
-def breakdown(session: Session, campaign_key: str, dimension: str) -> list[Row]:
-    rows = session.execute(
+def breakdown(
+    session: Session, campaign_key: str, dimension: str, *, top: int | None = None
+) -> list[Row]:
+    """Every row of one dimension by id, or the ``top`` largest by sent (the report shows
+    the 50 biggest domains; the API and CSV give them all)."""
+    stmt = (
         select(AnalyticsRollup.dimension_id, *_sums())
         .where(AnalyticsRollup.campaign_key == campaign_key, AnalyticsRollup.dimension == dimension)
         .group_by(AnalyticsRollup.dimension_id)
-        .order_by(AnalyticsRollup.dimension_id)
-    ).all()
+    )
+    if top is None:
+        stmt = stmt.order_by(AnalyticsRollup.dimension_id)
+    else:
+        stmt = stmt.order_by(func.sum(AnalyticsRollup.sent).desc(), AnalyticsRollup.dimension_id)
+        stmt = stmt.limit(top)
+    rows = session.execute(stmt).all()
     out = []
     for r in rows:
         counters = _counters(r)
@@ -140,7 +153,7 @@ def campaign_report(session: Session, campaign_id: int) -> CampaignReport:
         totals=totals,
         kpis=Totals(totals).kpis(),
         breakdowns={
-            d: breakdown(session, campaign.key, d)
+            d: breakdown(session, campaign.key, d, top=REPORT_TOP)
             for d in ("variant", "domain", "company", "segment", "list")
         },
         hourly=series(session, campaign.key),

@@ -57,8 +57,17 @@ class RollupResult:
     contacts: frozenset[int]
 
 
+HOURLY = frozenset({"campaign", "variant", "workflow"})
+
+
 def hour(at: datetime) -> datetime:
     return at.replace(minute=0, second=0, microsecond=0)
+
+
+def bucket_of(dimension: str, at: datetime) -> datetime:
+    """Hours for the series people chart (campaign, variant, workflow); UTC days for the
+    wide breakdowns (thousands of domains x 48 hours would make the report read too much)."""
+    return at if dimension in HOURLY else at.replace(hour=0)
 
 
 def _insert(session: Session) -> Any:
@@ -162,7 +171,7 @@ def roll_up(
         oid = props.get("outbox_id")
         rcpt = recipients.get(int(oid)) if oid is not None else None
         dims = _dimensions(ckey, props, rcpt)
-        bucket = hour(r.occurred_at)
+        at = hour(r.occurred_at)
         names: list[str] = []
         if r.name in SIMPLE:
             names.append(SIMPLE[r.name])
@@ -180,39 +189,39 @@ def roll_up(
                 fkey = (ckey, int(r.contact_id), f"{what[:-1]}_{side}")
                 firsts.setdefault(fkey, (int(r.id), r.occurred_at, dims))
         for dim, dim_id in dims:
-            cell = counters[(ckey, dim, dim_id, bucket)]
+            cell = counters[(ckey, dim, dim_id, bucket_of(dim, at))]
             for name in names:
                 cell[name] += 1
-    if firsts:
-        inserted = session.execute(
-            _insert(session)(AnalyticsFirstSeen.__table__)
-            .values(
-                [
-                    {
-                        "workspace_id": ws,
-                        "campaign_key": k[0],
-                        "contact_id": k[1],
-                        "kind": k[2],
-                        "event_id": v[0],
-                        "seen_at": v[1],
-                    }
-                    for k, v in firsts.items()
-                ]
-            )
-            .on_conflict_do_nothing(
-                index_elements=["workspace_id", "campaign_key", "contact_id", "kind"]
-            )
-            .returning(
-                AnalyticsFirstSeen.campaign_key,
-                AnalyticsFirstSeen.contact_id,
-                AnalyticsFirstSeen.kind,
-            )
-        ).all()
+    first_rows = [
+        {
+            "workspace_id": ws,
+            "campaign_key": k[0],
+            "contact_id": k[1],
+            "kind": k[2],
+            "event_id": v[0],
+            "seen_at": v[1],
+        }
+        for k, v in firsts.items()
+    ]
+    first_stmt = (
+        _insert(session)(AnalyticsFirstSeen.__table__)
+        .on_conflict_do_nothing(
+            index_elements=["workspace_id", "campaign_key", "contact_id", "kind"]
+        )
+        .returning(
+            AnalyticsFirstSeen.campaign_key,
+            AnalyticsFirstSeen.contact_id,
+            AnalyticsFirstSeen.kind,
+        )
+    )
+    for start in range(0, len(first_rows), 5000):  # executemany with RETURNING
+        inserted = session.execute(first_stmt, first_rows[start : start + 5000]).all()
         for ckey, contact_id, kind in inserted:
             _event_id, seen_at, dims = firsts[(ckey, int(contact_id), kind)]
             what, side = kind.split("_")
             for dim, dim_id in dims:
-                counters[(ckey, dim, dim_id, hour(seen_at))][f"unique_{what}s_{side}"] += 1
+                bucket = bucket_of(dim, hour(seen_at))
+                counters[(ckey, dim, dim_id, bucket)][f"unique_{what}s_{side}"] += 1
     if counters:
         _upsert(session, ws, counters)
     last = settled[-1]
@@ -244,10 +253,10 @@ def _upsert(session: Session, ws: int, counters: dict[Key, dict[str, float]]) ->
         for f in fields:
             value[f] = row.get(f, 0.0) if f == "revenue" else int(row.get(f, 0))
         values.append(value)
-    for start in range(0, len(values), 500):
-        stmt = _insert(session)(table).values(values[start : start + 500])
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["workspace_id", "campaign_key", "dimension", "dimension_id", "bucket"],
-            set_={f: table.c[f] + stmt.excluded[f] for f in fields},
-        )
-        session.execute(stmt)
+    stmt = _insert(session)(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["workspace_id", "campaign_key", "dimension", "dimension_id", "bucket"],
+        set_={f: table.c[f] + stmt.excluded[f] for f in fields},
+    )
+    for start in range(0, len(values), 5000):  # executemany: compiled once, batched
+        session.execute(stmt, values[start : start + 5000])
