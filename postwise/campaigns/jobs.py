@@ -75,22 +75,34 @@ def run_fanout_batch(session: Session, campaign_id: int) -> bool:
     if not done:
         enqueue_fanout(session, campaign, tag="next")
         return False
-    if campaign.ab:
-        run_at = (campaign.started_at or now) + timedelta(hours=campaign.ab["duration_hours"])
-        queue.enqueue(
-            session,
-            AB_DECIDE,
-            {"campaign_id": campaign.id},
-            workspace_id=campaign.workspace_id,
-            run_at=run_at,
-            dedupe_key=f"{AB_DECIDE}:{campaign.id}",
-        )
+    if campaign.ab and campaign.ab_result is None:
+        enqueue_decision(session, campaign, now)
     _progress_later(session, campaign, 1)
     if campaign.goal_event:
         from postwise.campaigns import attribution
 
         attribution.schedule_next(session, campaign.workspace_id, 60)
     return True
+
+
+def enqueue_decision(session: Session, campaign: Campaign, now: datetime) -> None:
+    """Queue the A/B decision for the end of the test period (now if it is over).
+
+    The key names the last pause: a decision job that ran while the campaign was paused
+    did nothing, and its row (kept for the record) must not swallow the one the resumed
+    fan-out queues. Decisions are idempotent (``ab_result`` under the row lock), so an
+    earlier job that is still waiting and this one cannot both send the rest.
+    """
+    run_at = max((campaign.started_at or now) + timedelta(hours=campaign.ab["duration_hours"]), now)
+    since = campaign.paused_at.isoformat() if campaign.paused_at is not None else "first"
+    queue.enqueue(
+        session,
+        AB_DECIDE,
+        {"campaign_id": campaign.id},
+        workspace_id=campaign.workspace_id,
+        run_at=run_at,
+        dedupe_key=f"{AB_DECIDE}:{campaign.id}:{since}",
+    )
 
 
 @task(FANOUT)

@@ -117,7 +117,7 @@ def decide_and_send(session: Session, campaign_id: int) -> dict[str, Any] | None
     if not campaign.ab or campaign.ab_result is not None:
         return campaign.ab_result
     if campaign.status not in ("sending", "sent"):
-        return None  # paused or cancelled: a resume re-runs the fan-out chain, which re-queues this
+        return None  # paused or cancelled: resume re-runs the fan-out, which queues a new decision
     metric = campaign.ab["metric"]
     method = campaign.ab.get("method") or get_settings().campaign_ab_method
     keys = [v.key for v in store.variants_of(session, campaign_id)]

@@ -5,14 +5,21 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from postwise.campaigns import attribution, jobs, lifecycle, results, store
 from postwise.core import clock
 from postwise.storage.database import Database
-from postwise.storage.tables import CampaignAttribution, CampaignRecipient, Event, OutboxMessage
+from postwise.storage.tables import (
+    Campaign,
+    CampaignAttribution,
+    CampaignRecipient,
+    Event,
+    Job,
+    OutboxMessage,
+)
 
-from .conftest import World, base_campaign, make_world
+from .conftest import World, base_campaign, drain, make_world
 
 
 def _start(db: Database, ws: int, values: dict[str, object]) -> int:
@@ -125,3 +132,35 @@ def test_the_last_human_click_before_the_conversion_wins_across_campaigns(
         assert got == {buyer: ("first", "click", 99.5), opener: ("second", "open", 10.0)}
         assert attribution.summary(s, first) == {"conversions": 1, "revenue": 99.5}
         assert attribution.summary(s, second) == {"conversions": 1, "revenue": 10.0}
+
+
+def test_a_decision_that_found_the_campaign_paused_runs_again_after_resume(
+    db: Database, world: World
+) -> None:
+    ab = {"test_share": 0.5, "metric": "open_rate", "duration_hours": 2, "fallback": "send_a"}
+    cid = _start(db, world.ws, base_campaign(world, ab=ab, variants=[{"key": "A"}, {"key": "B"}]))
+    with db.tenant(world.ws) as s:
+        lifecycle.pause(s, cid)
+    with db.system() as s:  # the test period ends while the campaign is paused
+        s.execute(update(Job).where(Job.task == jobs.AB_DECIDE).values(run_at=clock.utcnow()))
+    drain(db)
+    with db.system() as s:
+        assert s.scalar(select(Job.status).where(Job.task == jobs.AB_DECIDE)) == "done"
+        campaign = s.get(Campaign, cid)
+        assert campaign is not None and campaign.ab_result is None  # paused: nothing decided
+        campaign.started_at = clock.utcnow() - timedelta(hours=3)
+    with db.tenant(world.ws) as s:
+        lifecycle.resume(s, cid)
+    drain(db)
+    with db.tenant(world.ws) as s:
+        campaign = store.get_campaign(s, cid)
+        assert campaign.ab_result is not None and campaign.winner_variant == "A"
+        assert (
+            s.scalar(select(func.count()).select_from(Job).where(Job.task == jobs.AB_DECIDE)) == 2
+        )
+        rest = s.scalar(
+            select(func.count())
+            .select_from(CampaignRecipient)
+            .where(CampaignRecipient.phase == "rest", CampaignRecipient.outbox_id.is_(None))
+        )
+        assert rest == 0
