@@ -121,13 +121,16 @@ _PHRASES = _compiled(phrases.PHRASES)
 # One table in search order (strong lines first), and an index from a word each line
 # needs to the lines needing it: a diagnostic's words pick the few lines worth testing.
 _TABLE = [(*entry, True) for entry in _STRONG] + [(*entry, False) for entry in _PHRASES]
+# Lines needing no whole word are grouped by the substring they need, so one substring
+# test rules out every line sharing it.
 _GATES: dict[str, list[int]] = {}
-_UNGATED: list[int] = []
+_UNGATED: dict[str, list[int]] = {}
 for _i, _entry in enumerate(_TABLE):
     if _entry[1]:
         _GATES.setdefault(max(_entry[1], key=len), []).append(_i)
     else:
-        _UNGATED.append(_i)
+        _UNGATED.setdefault(_entry[2], []).append(_i)
+_GATE_WORDS = frozenset(_GATES)
 
 # "550-5.7.1" markers of a multi-line SMTP reply, which split the remote's sentence.
 _CONTINUATION = re.compile(r"\s[245]\d\d[ -][245]\.\d{1,3}\.\d{1,3}(?=\s)")
@@ -146,7 +149,8 @@ _ORIGIN_WORDING = {
     name: [(re.compile(pattern, re.IGNORECASE), reason, cmd) for pattern, reason, cmd in lines]
     for name, lines in origin_tables.WORDING.items()
 }
-_STATUS_IN_TEXT = re.compile(r"(?<![\w.])([45]\.\d{1,3}\.\d{1,3})(?![\w.]*\d)")
+# Look-behind after the first digit (same matches): the engine then skips to a 4 or 5.
+_STATUS_IN_TEXT = re.compile(r"([45](?<![\w.][45])\.\d{1,3}\.\d{1,3})(?![\w.]*\d)")
 _ORANGE_CODE = re.compile(r"\b(?:ofr|lpn|ouk)\w*?_?(\d{3})\b", re.IGNORECASE)
 _AUP_CODE = re.compile(r"AUP#[A-Za-z]*-?(\d{4})")
 
@@ -206,19 +210,39 @@ def _searched(diagnostic: str) -> tuple[str | None, bool]:
     diagnostic = " ".join(_CONTINUATION.sub(" ", _BOILERPLATE.sub(" ", diagnostic)).split())
     lowered = diagnostic.lower()
     words = set(_WORD.findall(lowered))
-    candidates = [i for word in words if word in _GATES for i in _GATES[word]]
-    candidates.extend(_UNGATED)
-    candidates.sort()
+    table = _TABLE
+    candidates = [
+        i
+        for word in words & _GATE_WORDS
+        for i in _GATES[word]
+        if table[i][1] <= words and table[i][2] in lowered
+    ]
+    for piece, lines in _UNGATED.items():
+        if piece in lowered:
+            candidates.extend(lines)
+    candidates.sort()  # the tables' order: the first line that matches wins
     for i in candidates:
-        reason, needed, piece, pattern, strong = _TABLE[i]
-        if needed <= words and piece in lowered and pattern.search(diagnostic):
+        reason, _, _, pattern, strong = table[i]
+        if pattern.search(diagnostic):
             return reason, strong
     return None, False
+
+
+@functools.lru_cache(maxsize=4096)
+def _filter_wording(diagnostic: str) -> bool:
+    """Whether the sentence speaks of a filter (spam, policy, blocklist...)."""
+    lowered = diagnostic.lower()
+    words = set(_WORD.findall(lowered))
+    return any(
+        needed <= words and piece in lowered and pattern.search(diagnostic)
+        for _, needed, piece, pattern in _FILTER_WORDING
+    )
 
 
 def clear_cache() -> None:
     """Forget the sentences already read (benchmarks start each pass cold)."""
     _searched.cache_clear()
+    _filter_wording.cache_clear()
 
 
 def status_reason(status: str | None) -> str | None:
@@ -247,11 +271,7 @@ def classify(
     """``find_status``: read a code written in the sentence when ``status`` is None (the
     parser has already looked, and says False)."""
     lowered = diagnostic.lower()
-    words = set(_WORD.findall(lowered))
-    filter_wording = any(
-        needed <= words and piece in lowered and pattern.search(diagnostic)
-        for _, needed, piece, pattern in _FILTER_WORDING
-    )
+    filter_wording = _filter_wording(diagnostic)
     if status is None and find_status and "." in diagnostic:
         written = _STATUS_IN_TEXT.search(diagnostic)  # a code in the sentence is its status
         status = written.group(1) if written else None

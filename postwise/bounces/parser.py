@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from email.message import Message
-from email.policy import compat32
+from email.policy import Compat32
 from typing import Any
 
 from postwise.bounces import classifier
@@ -35,9 +35,11 @@ MAX_DIAGNOSTIC = 600
 _ADDR = formats.ADDRESS
 _ADDR_RE = re.compile(_ADDR)
 _ANGLE_ADDR_RE = re.compile(r"<(" + _ADDR + r")>")
-_STATUS_RE = re.compile(r"(?<![\w.])([45]\.\d{1,3}\.\d{1,3})(?![\w.]*\d)")
+# The look-behinds sit after the first digit, not before it: a pattern that opens with a
+# character class lets the regex engine skip to candidate positions instead of trying each.
+_STATUS_RE = re.compile(r"([45](?<![\w.][45])\.\d{1,3}\.\d{1,3})(?![\w.]*\d)")
 _DSN_STATUS_RE = re.compile(r"([245]\.\d{1,3}\.\d{1,3})")
-_REPLY_RE = re.compile(r"(?<![\w.\-/:#=\[])([45][0-5]\d)(?=[\s\-:]|$)")
+_REPLY_RE = re.compile(r"([45](?<![\w.\-/:#=\[][45])[0-5]\d)(?=[\s\-:]|$)")
 _SENDER_FIELDS: dict[str, list[tuple[str, str, str]]] = {}
 for _name, _field, _how, _words in origins.SENDERS:
     _SENDER_FIELDS.setdefault(_field, []).append((_name, _how, _words))
@@ -46,6 +48,43 @@ _MBOX_FROM_RE = re.compile(rb"\A(?:\r?\n)*From [^\r\n]*\r?\n")
 _MBOX_NEXT_RE = re.compile(rb"\r?\n\r?\nFrom [^\r\n]+ \d{4}\r?\n")
 _TAG_RE = re.compile(r"<[^>]*>")
 _STRIP_QUOTE_RE = re.compile(r"^(?:>\s?)+", re.MULTILINE)
+
+
+class _Policy(Compat32):
+    """compat32, minus the surrogate check on plain ASCII values (nearly every header):
+    reading a field back is the parse's most repeated step."""
+
+    def header_fetch_parse(self, name: str, value: str) -> Any:
+        if value.__class__ is str and value.isascii():
+            return value  # no surrogate-escaped bytes: compat32 returns it as is
+        return super().header_fetch_parse(name, value)
+
+
+class _Message(Message):
+    """A compat32 message that remembers its content type: the feed parser and the walk
+    ask each part for it a dozen times, and each ask scans every header field."""
+
+    _ctype: tuple[object, str] | None = None
+
+    def get_content_type(self) -> str:
+        key = (id(self._headers), len(self._headers), self._default_type)  # type: ignore[attr-defined]
+        cached = self._ctype
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        ctype: str = super().get_content_type()
+        self._ctype = (key, ctype)
+        return ctype
+
+    def replace_header(self, _name: str, _value: Any) -> None:
+        self._ctype = None  # the only change that keeps the field list's identity and length
+        super().replace_header(_name, _value)
+
+
+_POLICY = _Policy()
+
+
+def _message_from_bytes(raw: bytes) -> Message:
+    return email.message_from_bytes(raw, _class=_Message, policy=_POLICY)
 
 
 @dataclass
@@ -95,7 +134,7 @@ def _parse(raw: bytes) -> ParsedMessage:
         raw = raw[: following.start()]
     if not raw.strip():
         return ParsedMessage(kind=Kind.UNPARSED, unparsed_reason="empty message")
-    msg = email.message_from_bytes(raw, policy=compat32)
+    msg = _message_from_bytes(raw)
     repaired = _repair_boundary(raw, msg)
     if repaired is not None:
         msg = repaired
@@ -218,7 +257,7 @@ def _repair_boundary(raw: bytes, msg: Message) -> Message | None:
         return None
     boundary = m.group(1).decode("ascii", "replace").replace('"', "")
     header = f'Content-Type: multipart/report; boundary="{boundary}"\r\n'.encode()
-    fixed = email.message_from_bytes(header + raw, policy=compat32)
+    fixed = _message_from_bytes(header + raw)
     return fixed if fixed.is_multipart() else None
 
 
@@ -793,7 +832,10 @@ def _command(text: str) -> str | None:
             return stage
     if not any(cue in lowered for cue in formats.SMTP_COMMAND_CUES):
         return None
-    m = formats.SMTP_COMMAND.search(text)
+    if text.isascii():  # case folding is then plain lower-casing: the faster search
+        m = formats.SMTP_COMMAND_LOWER.search(lowered)
+    else:
+        m = formats.SMTP_COMMAND.search(text)
     if not m:
         return None
     word = m.group("cmd").upper().replace(" ", "").replace("_", "")
