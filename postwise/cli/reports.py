@@ -66,3 +66,24 @@ def campaign_command(
     for name, value in result.kpis.items():
         table.add_row(name.replace("_", " "), "-" if value is None else f"{value * 100:.2f}%", "")
     console.print(table)
+
+
+@report_app.command("rollup")
+def rollup_command(workspace: int = WORKSPACE, as_json: bool = AS_JSON) -> None:
+    """Fold settled events into the rollups now, then keep the periodic job queued."""
+    from postwise.analytics import jobs
+
+    events = batches = 0
+    while True:
+        with workspace_session(workspace) as s:
+            result = jobs.run_once(s)
+            if result.events == 0:
+                jobs.schedule(s)
+                break
+        events += result.events
+        batches += 1
+    doc = {"events": events, "batches": batches}
+    if as_json:
+        print_json(doc)
+    else:
+        console.print(f"rolled up {events} events in {batches} batches")

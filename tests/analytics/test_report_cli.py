@@ -72,6 +72,18 @@ def test_table_json_and_unknown_campaign(cli_runner: CliRunner, rolled: World) -
     assert other.exit_code == 2
 
 
+def test_rollup_command_counts_then_queues_the_job(
+    cli_runner: CliRunner, db: Database, world: World
+) -> None:
+    with db.tenant(world.ws) as s:
+        s.add_all(standard_events(world))
+    out = cli_runner.invoke(app, ["report", "rollup", "-w", str(world.ws), "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output) == {"events": 26, "batches": 1}
+    out = cli_runner.invoke(app, ["report", "campaign", "launch", "-w", str(world.ws), "--json"])
+    assert json.loads(out.output)["totals"]["sent"] == 8
+
+
 def test_html_report_renders_charts_in_chromium_without_external_requests(
     cli_runner: CliRunner, rolled: World, tmp_path: Path
 ) -> None:
