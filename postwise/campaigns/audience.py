@@ -10,6 +10,7 @@ entries and erasure hashes are only matched there).
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -54,6 +55,44 @@ def check_sources(session: Session, campaign: Campaign) -> None:
             raise ValidationFailed(
                 f"list {ident} does not exist", field="audience.exclude_list_ids"
             )
+
+
+def segment_ids(campaign: Campaign) -> list[int]:
+    """The segments the audience reads, sources then exclusions, each once."""
+    spec = campaign.audience or {}
+    ids = [int(v) for s in spec.get("sources", []) for k, v in s.items() if k == "segment"]
+    ids += [int(v) for v in spec.get("exclude_segment_ids", [])]
+    return list(dict.fromkeys(ids))
+
+
+def refresh_stale_segments(
+    session: Session, campaign: Campaign, now: datetime, sweep_minutes: int
+) -> list[int]:
+    """Fully refresh each audience segment that was never refreshed, or that depends on
+    time and was last refreshed more than a sweep period ago; returns their ids.
+
+    The snapshot reads stored memberships (one indexed join, the same rows the segment
+    pages show) rather than re-running every segment's compiled SQL inside each batch:
+    a segment saved seconds before the send has no members until its first refresh, and
+    a time-dependent one may be a sweep behind. Segments without time in their rules
+    are kept current by real-time re-evaluation, so a refresh would only cost time.
+    Run once, when the fan-out starts, before the first batch.
+    """
+    from postwise.segments import catalog, membership
+
+    refreshed = []
+    horizon = now - timedelta(minutes=sweep_minutes)
+    for ident in segment_ids(campaign):
+        row = session.get(Segment, ident)
+        if row is None:
+            continue
+        if row.refreshed_at is not None and (
+            row.refreshed_at >= horizon or not catalog.loaded(session, row).time_dependent
+        ):
+            continue
+        membership.refresh(session, ident, now=now)
+        refreshed.append(ident)
+    return refreshed
 
 
 def _in_range(column: Any, lo: int | None, hi: int | None) -> list[ColumnElement[bool]]:

@@ -65,6 +65,13 @@ def run_fanout_batch(session: Session, campaign_id: int) -> bool:
         return True
     now = clock.utcnow()
     if campaign.status == "scheduled":
+        from postwise.campaigns import audience
+
+        fresh = audience.refresh_stale_segments(
+            session, campaign, now, get_settings().segment_sweep_minutes
+        )
+        if fresh:
+            log.info("campaigns.segments_refreshed", campaign=campaign.key, segments=fresh)
         campaign.status = "sending"
         campaign.started_at = now
     added, done = fanout.snapshot_batch(session, campaign, get_settings().campaign_fanout_batch)

@@ -18,8 +18,15 @@ from postwise.delivery import outbox
 from postwise.delivery.transports.maildir import list_captured
 from postwise.privacy.hashing import AddressHasher
 from postwise.privacy.suppression import add_suppression
+from postwise.segments import store as segments
 from postwise.storage.database import Database
-from postwise.storage.tables import Campaign, CampaignRecipient, DkimKeyRecord, OutboxMessage
+from postwise.storage.tables import (
+    Campaign,
+    CampaignRecipient,
+    DkimKeyRecord,
+    OutboxMessage,
+    Segment,
+)
 
 from .conftest import World, base_campaign, drain
 
@@ -272,3 +279,26 @@ def test_campaigns_of_another_workspace_are_invisible(db: Database, world: World
         assert store.list_campaigns(s) == []
         with pytest.raises(Exception, match="does not exist"):
             store.get_campaign(s, cid)
+
+
+def test_a_segment_saved_just_before_the_send_is_refreshed_when_the_fan_out_starts(
+    db: Database, world: World
+) -> None:
+    directors = {"field": "contact.seniority", "op": "eq", "value": "director"}
+    with db.tenant(world.ws) as s:
+        fresh = segments.create_segment(
+            s, segments.SegmentInput("Directors", directors), refresh=False
+        )
+        assert fresh.refreshed_at is None
+        c = store.create_campaign(
+            s, base_campaign(world, audience={"sources": [{"segment": fresh.id}]})
+        )
+        lifecycle.schedule(s, c.id)
+    drain(db)
+    with db.tenant(world.ws) as s:
+        got = set(s.scalars(select(CampaignRecipient.contact_id)))
+        want = {cid for email, cid in world.contacts.items() if int(email[1:4]) % 2 == 0}
+        assert got == want and want
+        segment = s.get(Segment, fresh.id)
+        assert segment is not None and segment.refreshed_at is not None
+        assert segment.member_count == len(want)
