@@ -25,6 +25,9 @@ from postwise.storage.tables import Company, Contact, Workspace
 from postwise.tracking import consent
 
 INLINE_TEMPLATE = "$template"
+# A row's own sender ({"from_address", "from_name", "reply_to", "sending_domain"}, each
+# optional), e.g. a campaign's or its variant's; checked when the row was queued.
+ROW_SENDER = "$sender"
 SETTINGS_TTL_SECONDS = 30.0  # a changed workspace setting reaches a running deliverer this fast
 
 
@@ -86,6 +89,7 @@ class TemplateComposer:
         self.dkim_secret = dkim_secret
         self._inline: dict[str, Any] = {}
         self._senders: dict[int, Any] = {}
+        self._domain_keys: dict[tuple[int, str], Any] = {}
         self._settings: dict[int, tuple[float, dict[str, Any]]] = {}
 
     def _workspace_settings(self, session: Session, workspace_id: int) -> dict[str, Any]:
@@ -110,6 +114,32 @@ class TemplateComposer:
             keys = signing_keys(session, self.dkim_secret, self.sender.sending_domain)
             self._senders[workspace_id] = replace(self.sender, dkim=keys)
         return self._senders[workspace_id]
+
+    def _row_sender(self, session: Session, row: Claimed) -> Any:
+        """The workspace's sender with the row's own identity over it; a sending domain
+        of its own signs with that domain's active keys (d= aligned with From)."""
+        base = self._sender(session, row.workspace_id)
+        own = row.data.get(ROW_SENDER)
+        if not isinstance(own, dict):
+            return base
+        from dataclasses import replace
+
+        values = {
+            k: str(own[k])
+            for k in ("from_address", "from_name", "reply_to", "sending_domain")
+            if own.get(k)
+        }
+        domain = values.get("sending_domain")
+        if domain and domain != base.sending_domain and self.dkim_secret is not None:
+            cache_key = (row.workspace_id, domain)
+            if cache_key not in self._domain_keys:
+                from postwise.messages.keys import signing_keys
+
+                self._domain_keys[cache_key] = signing_keys(session, self.dkim_secret, domain)
+            if not self._domain_keys[cache_key]:
+                raise BuildError(f"sending domain {domain} has no active DKIM key")
+            return replace(base, dkim=self._domain_keys[cache_key], **values)
+        return replace(base, **values)
 
     def _template(self, session: Session, row: Claimed) -> Any:
         from postwise.messages.templates import TemplateSource, compile_template
@@ -162,7 +192,7 @@ class TemplateComposer:
                     has_contact=contact is not None,
                 ),
             )
-            data = {k: v for k, v in row.data.items() if k != INLINE_TEMPLATE}
+            data = {k: v for k, v in row.data.items() if k not in (INLINE_TEMPLATE, ROW_SENDER)}
             delivery = Delivery(
                 message_id=row.id,
                 workspace_id=row.workspace_id,
@@ -171,7 +201,7 @@ class TemplateComposer:
                 data=data,
                 extra_headers=(("X-Postwise-Workspace", str(row.workspace_id)),),
             )
-            sender = self._sender(session, row.workspace_id)
+            sender = self._row_sender(session, row)
             built = self.builder.build(template, recipient, sender, delivery)
         except ValidationFailed as exc:
             raise BuildError(str(exc)) from exc
