@@ -56,6 +56,7 @@ from sqlalchemy.sql.expression import FromClause, FunctionElement
 
 from postwise.segments import jsonsql, timing
 from postwise.segments.definition import (
+    TEXT_OPS,
     AccountCondition,
     Aggregate,
     AllGroup,
@@ -171,20 +172,25 @@ def _number_test(
 
 
 def _text_test(
-    expr: ColumnElement[Any], op: str, value: Any, guard: Guard = _guarded
+    expr: ColumnElement[Any], op: str, value: Any, guard: Guard = _guarded, folds: bool = False
 ) -> ColumnElement[bool]:
+    """Text comparisons; with ``folds`` both sides ASCII-lower-cased (the value here,
+    in Python, so it stays one bound parameter; the column in SQL)."""
+    text = jsonsql.ascii_lower(expr) if folds else expr
+    if folds:
+        value = jsonsql.fold_value(value)
     if op == "eq":
-        return guard(expr, expr == _text(value))
+        return guard(expr, text == _text(value))
     if op == "neq":
-        return guard(expr, expr != _text(value))
+        return guard(expr, text != _text(value))
     if op == "in":
-        return guard(expr, expr.in_([str(v) for v in value]))
+        return guard(expr, text.in_([str(v) for v in value]))
     if op == "not_in":
-        return guard(expr, expr.not_in([str(v) for v in value]))
+        return guard(expr, text.not_in([str(v) for v in value]))
     if op == "contains":
-        return guard(expr, text_contains(expr, _text(value)))
+        return guard(expr, text_contains(text, _text(value)))
     if op == "starts_with":
-        prefix = func.substr(expr, literal(1, Integer()), literal(len(value), Integer()))
+        prefix = func.substr(text, literal(1, Integer()), literal(len(value), Integer()))
         return guard(expr, prefix == _text(value))
     raise ValueError(op)
 
@@ -200,9 +206,15 @@ def _bounds(
 
 
 def field_test(
-    spec: FieldSpec, op: str, value: Any, table: FromClause, now: datetime
+    spec: FieldSpec,
+    op: str,
+    value: Any,
+    table: FromClause,
+    now: datetime,
+    case_sensitive: bool = False,
 ) -> ColumnElement[bool]:
     """``spec op value`` over ``table`` (the field's entity table, possibly aliased)."""
+    folds = not case_sensitive and op in TEXT_OPS
     if spec.type is ValueType.LIST:
         return _list_test(spec, op, value, table)
     if spec.attribute is not None and op in ("is_set", "not_set"):
@@ -219,7 +231,7 @@ def field_test(
             return _guarded(expr, expr.in_(enum_range(spec, op, value)))
         return _text_test(expr, op, value)
     if kind is ValueType.STRING:
-        return _text_test(expr, op, value)
+        return _text_test(expr, op, value, folds=folds)
     if kind is ValueType.NUMBER:
         return _number_test(expr, op, value)
     if kind is ValueType.BOOLEAN:
@@ -268,7 +280,7 @@ def _list_test(spec: FieldSpec, op: str, value: Any, table: FromClause) -> Colum
 
 def property_test(flt: PropertyFilter, properties: ColumnElement[Any]) -> ColumnElement[bool]:
     """One ``where`` filter on an event's properties; types are never coerced."""
-    op, value, key = flt.op, flt.value, flt.property
+    op, value, key = flt.op, flt.value, flt.path
     if op in ("is_set", "not_set"):
         present: ColumnElement[bool] = jsonsql.json_is_set(properties, key)
         return present if op == "is_set" else not_(present)
@@ -282,11 +294,14 @@ def property_test(flt: PropertyFilter, properties: ColumnElement[Any]) -> Column
     if numeric:
         return _number_test(jsonsql.json_number(properties, key), op, value, _unguarded)
     if op in ("eq", "in"):
+        values = [value] if op == "eq" else list(value)
+        if flt.folds:
+            values = [jsonsql.fold(v) for v in values]
         return cast(
             ColumnElement[bool],
-            jsonsql.json_text_in(properties, key, [value] if op == "eq" else list(value)),
+            jsonsql.json_text_in(properties, key, values, fold=flt.folds),
         )
-    return _text_test(jsonsql.json_text(properties, key), op, value, _unguarded)
+    return _text_test(jsonsql.json_text(properties, key), op, value, _unguarded, flt.folds)
 
 
 def _count_test(count: ColumnElement[Any], test: Count) -> ColumnElement[bool]:
@@ -353,13 +368,13 @@ class _Compiler:
     def field(self, cond: FieldCondition, contacts: FromClause) -> ColumnElement[bool]:
         spec = self.defn.field(cond.field)
         if spec.entity == "contact":
-            return field_test(spec, cond.op, cond.value, contacts, self.now)
+            return field_test(spec, cond.op, cond.value, contacts, self.now, cond.case_sensitive)
         company = COMPANIES.alias()
         return exists(
             select(literal(1)).where(
                 company.c.workspace_id == self.ws,
                 company.c.id == contacts.c.company_id,
-                field_test(spec, cond.op, cond.value, company, self.now),
+                field_test(spec, cond.op, cond.value, company, self.now, cond.case_sensitive),
             )
         )
 

@@ -17,6 +17,7 @@ the field registry and attribute types it was checked against.
 
 from __future__ import annotations
 
+import builtins
 import math
 import re
 from collections.abc import Mapping
@@ -40,6 +41,9 @@ MAX_ANNIVERSARY_DAYS = 366
 MAX_COUNT = 1_000_000
 # Event property names go into a JSON path; these characters could not be quoted there.
 PROPERTY_NAME = re.compile(r'[^"\\\x00-\x1f]{1,200}')
+MAX_PROPERTY_PATH = 8  # keys in a nested property path ["product", "category"]
+# Operators that compare text and so fold case unless ``case_sensitive`` is true.
+TEXT_OPS = frozenset({"eq", "neq", "in", "not_in", "contains", "starts_with"})
 
 EMAIL_EVENTS: Mapping[str, str] = {
     "sent": "Email Sent",
@@ -125,9 +129,23 @@ class Count(_Model):
 
 
 class PropertyFilter(_Model):
-    property: str
+    """``property`` is one key, or a path of keys into nested objects
+    (``["product", "category"]``); a dotted string is one key, as trackers send
+    flattened names such as ``"utm.source"``."""
+
+    property: Any  # str | list[str], checked by the parser (to name the failing key)
     op: PropertyOp
     value: Any = None
+    case_sensitive: bool = False
+
+    @builtins.property
+    def path(self) -> tuple[str, ...]:
+        return (self.property,) if isinstance(self.property, str) else tuple(self.property)
+
+    @builtins.property
+    def folds(self) -> bool:
+        """Compare text with ASCII case folded (docs/segments.md#case)."""
+        return not self.case_sensitive and self.op in TEXT_OPS and holds_text(self.value)
 
 
 class Aggregate(_Model):
@@ -155,6 +173,7 @@ class FieldCondition(_Model):
     field: str
     op: str
     value: Any = None
+    case_sensitive: bool = False
 
 
 class EventCondition(_Model):
@@ -331,6 +350,12 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def holds_text(value: Any) -> bool:
+    return isinstance(value, str) or (
+        isinstance(value, list) and bool(value) and isinstance(value[0], str)
+    )
+
+
 def _is_text(value: Any) -> bool:
     return isinstance(value, str) and len(value) <= MAX_TEXT and "\x00" not in value
 
@@ -453,6 +478,12 @@ class _Parser:
                 f"use one of {', '.join(sorted(spec.operators))}",
                 "invalid_operator",
             )
+        if cond.case_sensitive and not (spec.type is ValueType.STRING and cond.op in TEXT_OPS):
+            raise _fail(
+                _join(path, "case_sensitive"),
+                "case_sensitive applies to eq, neq, in, not_in, contains and starts_with "
+                "on text fields only",
+            )
         self.field_value(spec, cond.op, cond.value, _join(path, "value"))
 
     def field_value(self, spec: FieldSpec, op: str, value: Any, path: str) -> None:
@@ -546,9 +577,28 @@ class _Parser:
                 path, 'a property name is 1..200 characters without ", \\ or control characters'
             )
 
+    def property_path(self, name: Any, path: str) -> None:
+        if isinstance(name, str):
+            self.property_name(name, path)
+            return
+        if not isinstance(name, list) or not 1 <= len(name) <= MAX_PROPERTY_PATH:
+            raise _fail(
+                path,
+                f"a property is a name or a path: a list of 1..{MAX_PROPERTY_PATH} names "
+                'into nested objects, e.g. ["product", "category"]',
+            )
+        for i, part in enumerate(name):
+            if not isinstance(part, str):
+                raise _fail(_join(path, i), f"a property path holds names; got {part!r}")
+            self.property_name(part, _join(path, i))
+
     def property_filter(self, flt: PropertyFilter, path: str) -> None:
-        self.property_name(flt.property, _join(path, "property"))
+        self.property_path(flt.property, _join(path, "property"))
         where, op, value = _join(path, "value"), flt.op, flt.value
+        if flt.case_sensitive and not (op in TEXT_OPS and holds_text(value)):
+            raise _fail(
+                _join(path, "case_sensitive"), "case_sensitive applies to text comparisons only"
+            )
         if op in ("is_set", "not_set"):
             if value is not None:
                 raise _fail(where, f"{op} takes no value")

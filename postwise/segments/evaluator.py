@@ -23,6 +23,7 @@ from postwise.segments.compiler import (
     enum_range,
 )
 from postwise.segments.definition import (
+    TEXT_OPS,
     AccountCondition,
     Aggregate,
     AllGroup,
@@ -53,9 +54,12 @@ def _compare(op: str, left: Any, right: Any) -> bool:
     return timing.holds(_CMP[op], left, right)  # type: ignore[arg-type]
 
 
-def _text_test(value: str | None, op: str, arg: Any) -> bool:
+def _text_test(value: str | None, op: str, arg: Any, folds: bool = False) -> bool:
     if value is None:
         return False
+    if folds:
+        value = jsonsql.fold(value)
+        arg = jsonsql.fold_value(arg)
     if op == "eq":
         return value == arg
     if op == "neq":
@@ -87,7 +91,9 @@ def _bounds_hold(value: Any, bounds: Iterable[tuple[Any, Any]]) -> bool:
     return all(timing.holds(cmp, value, bound) for cmp, bound in bounds)
 
 
-def field_holds(spec: FieldSpec, op: str, arg: Any, row: Any, now: datetime) -> bool:
+def field_holds(
+    spec: FieldSpec, op: str, arg: Any, row: Any, now: datetime, case_sensitive: bool = False
+) -> bool:
     if row is None:
         return False
     attrs = row.get("attributes") if spec.attribute is not None else None
@@ -118,7 +124,7 @@ def field_holds(spec: FieldSpec, op: str, arg: Any, row: Any, now: datetime) -> 
             return value in enum_range(spec, op, arg)
         return _text_test(value, op, arg)
     if kind is ValueType.STRING:
-        return _text_test(value, op, arg)
+        return _text_test(value, op, arg, not case_sensitive and op in TEXT_OPS)
     if kind is ValueType.NUMBER:
         return _number_test(float(value), op, arg)
     if kind is ValueType.BOOLEAN:
@@ -131,7 +137,7 @@ def field_holds(spec: FieldSpec, op: str, arg: Any, row: Any, now: datetime) -> 
 
 
 def property_holds(flt: PropertyFilter, properties: Any) -> bool:
-    op, arg, key = flt.op, flt.value, flt.property
+    op, arg, key = flt.op, flt.value, flt.path
     if op in ("is_set", "not_set"):
         present = jsonsql.py_is_set(properties, key)
         return present if op == "is_set" else not present
@@ -145,7 +151,7 @@ def property_holds(flt: PropertyFilter, properties: Any) -> bool:
     )
     if numeric:
         return _number_test(jsonsql.py_number(properties, key), op, arg)
-    return _text_test(jsonsql.py_text(properties, key), op, arg)
+    return _text_test(jsonsql.py_text(properties, key), op, arg, flt.folds)
 
 
 def _aggregate_holds(agg: Aggregate, value: float) -> bool:
@@ -169,7 +175,7 @@ class _Evaluator:
         if isinstance(node, FieldCondition):
             spec = self.defn.field(node.field)
             row = facts.contact if spec.entity == "contact" else facts.company
-            return field_holds(spec, node.op, node.value, row, self.now)
+            return field_holds(spec, node.op, node.value, row, self.now, node.case_sensitive)
         if isinstance(node, EventCondition):
             return self.event(node, facts)
         if isinstance(node, EmailCondition):

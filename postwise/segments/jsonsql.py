@@ -18,6 +18,11 @@ reader        JSON type accepted     PostgreSQL                          SQLite
 ``is_true``   true                   ``-> key = 'true'::jsonb``          ``json_type = 'true'``
 ============  =====================  ==================================  =================
 
+A key may be a path into nested objects (``("product", "category")``): chained ``->``
+on PostgreSQL, ``$."product"."category"`` on SQLite, ``py_get`` in Python; through
+anything but an object the value is missing. ``fold``/``ascii_lower`` are the one case
+folding all three sides perform identically (A-Z only; docs/segments.md#case).
+
 The key is always a bound parameter (a JSON path ``$."key"`` on SQLite); keys that
 could not be quoted in a path (``"`` and ``\\``, control characters) are refused by the
 definition parser (``definition.PROPERTY_NAME``). The Python functions below are the
@@ -27,18 +32,68 @@ evaluator's side of the same rules and are what the property test holds the SQL 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Boolean, ColumnElement, Float, String, bindparam
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import FunctionElement
+from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeEngine
 
 DAY_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _PG_DAY_REGEX = "^[0-9]{4}-[0-9]{2}-[0-9]{2}"
 _SQLITE_DAY_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*"
+
+
+Key = str | Sequence[str]
+"""One key, or a path of keys into nested objects (``("product", "category")``)."""
+
+
+def _keys(key: Key) -> list[ColumnElement[Any]]:
+    parts = [key] if isinstance(key, str) else list(key)
+    return [bindparam(None, k, type_=String(), unique=True) for k in parts]
+
+
+_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_ASCII_LOWER = str.maketrans(_UPPER, _UPPER.lower())
+_PG_FOLD = f"translate({{}}, '{_UPPER}', '{_UPPER.lower()}')"
+_SQLITE_FOLD = "lower({})"
+
+
+def fold(text: str) -> str:
+    """Case folding as ``ascii_lower`` does it in SQL: A-Z to a-z, nothing else.
+
+    ASCII only on purpose: SQLite's ``lower()`` folds ASCII only and PostgreSQL's
+    follows the database's locale (under glibc ``lower('İ')`` is ``i``, in Python
+    ``i̇``), so ASCII's is the one folding both databases and Python do identically."""
+    return text.translate(_ASCII_LOWER)
+
+
+def fold_value(value: Any) -> Any:
+    """A text, or each of a list of texts, folded."""
+    return [fold(str(v)) for v in value] if isinstance(value, list) else fold(str(value))
+
+
+class ascii_lower(FunctionElement[Any]):  # noqa: N801 - reads like a SQL function
+    """``fold`` in SQL: ``translate`` on PostgreSQL (unlike ``lower``, independent of
+    the locale), ``lower`` on SQLite (ASCII only, as SQLite is built without ICU)."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(ascii_lower, "postgresql")
+def _pg_ascii_lower(element: ascii_lower, compiler: SQLCompiler, **kw: Any) -> str:
+    (text,) = _parts(element, compiler, **kw)
+    return _PG_FOLD.format(text)
+
+
+@compiles(ascii_lower, "sqlite")
+def _sqlite_ascii_lower(element: ascii_lower, compiler: SQLCompiler, **kw: Any) -> str:
+    (text,) = _parts(element, compiler, **kw)
+    return _SQLITE_FOLD.format(text)
 
 
 class JsonRead(FunctionElement[Any]):
@@ -47,8 +102,8 @@ class JsonRead(FunctionElement[Any]):
     inherit_cache = True
     kind = ""
 
-    def __init__(self, column: ColumnElement[Any], key: str) -> None:
-        super().__init__(column, bindparam(None, key, type_=String(), unique=True))
+    def __init__(self, column: ColumnElement[Any], key: Key) -> None:
+        super().__init__(column, *_keys(key))
 
 
 class json_text(JsonRead):  # noqa: N801 - reads like a SQL function
@@ -119,11 +174,25 @@ class json_text_in(FunctionElement[Any]):  # noqa: N801
 
     type = Boolean()
     inherit_cache = True
+    # depth and fold change the SQL, so they belong in the statement cache's key.
+    _traverse_internals = [
+        *FunctionElement._traverse_internals,
+        ("depth", InternalTraversal.dp_plain_obj),
+        ("fold", InternalTraversal.dp_boolean),
+    ]
 
-    def __init__(self, column: ColumnElement[Any], key: str, values: list[str]) -> None:
+    def __init__(
+        self,
+        column: ColumnElement[Any],
+        key: Key,
+        values: list[str],
+        fold: bool = False,
+    ) -> None:
+        self.depth = 1 if isinstance(key, str) else len(key)
+        self.fold = fold
         super().__init__(
             column,
-            bindparam(None, key, type_=String(), unique=True),
+            *_keys(key),
             *[bindparam(None, v, type_=String(), unique=True) for v in values],
         )
 
@@ -132,10 +201,18 @@ def _parts(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> l
     return [compiler.process(clause, **kw) for clause in element.clauses]
 
 
+def _pg_path(column: str, keys: list[str]) -> tuple[str, str]:
+    """The object holding the last key (``->`` yields NULL through a non-object, as
+    the evaluator's walk does) and that key, cast for the ``->``/``->>`` operators."""
+    for key in keys[:-1]:
+        column = f"({column} -> CAST({key} AS TEXT))"
+    return column, f"CAST({keys[-1]} AS TEXT)"
+
+
 @compiles(JsonRead, "postgresql")
 def _pg_read(element: JsonRead, compiler: SQLCompiler, **kw: Any) -> str:
-    column, key = _parts(element, compiler, **kw)
-    key = f"CAST({key} AS TEXT)"
+    column, *keys = _parts(element, compiler, **kw)
+    column, key = _pg_path(column, keys)
     typeof = f"jsonb_typeof({column} -> {key})"
     value = f"({column} ->> {key})"
     if element.kind == "text":
@@ -156,9 +233,14 @@ def _pg_read(element: JsonRead, compiler: SQLCompiler, **kw: Any) -> str:
     return f"(coalesce({typeof}, 'null') <> 'null')"
 
 
+def _sqlite_json_path(keys: list[str]) -> str:
+    """``$."a"."b"``; json_type/json_extract give NULL through a non-object."""
+    return "('$.\"' || " + " || '\".\"' || ".join(keys) + " || '\"')"
+
+
 def _sqlite_path(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> list[str]:
-    column, key = _parts(element, compiler, **kw)
-    return [column, f"('$.\"' || {key} || '\"')"]
+    column, *keys = _parts(element, compiler, **kw)
+    return [column, _sqlite_json_path(keys)]
 
 
 @compiles(JsonRead, "sqlite")
@@ -207,59 +289,73 @@ def _sqlite_has_item(element: json_has_item, compiler: SQLCompiler, **kw: Any) -
 
 @compiles(json_text_in, "postgresql")
 def _pg_text_in(element: json_text_in, compiler: SQLCompiler, **kw: Any) -> str:
-    column, key, *values = _parts(element, compiler, **kw)
-    key = f"CAST({key} AS TEXT)"
+    column, *rest = _parts(element, compiler, **kw)
+    keys, values = rest[: element.depth], rest[element.depth :]
+    column, key = _pg_path(column, keys)
     options = ", ".join(f"CAST({v} AS TEXT)" for v in values)
-    return f"(({column} ->> {key}) IN ({options}) AND jsonb_typeof({column} -> {key}) = 'string')"
+    text = f"({column} ->> {key})"
+    text = _PG_FOLD.format(text) if element.fold else text
+    return f"({text} IN ({options}) AND jsonb_typeof({column} -> {key}) = 'string')"
 
 
 @compiles(json_text_in, "sqlite")
 def _sqlite_text_in(element: json_text_in, compiler: SQLCompiler, **kw: Any) -> str:
-    column, key, *values = _parts(element, compiler, **kw)
-    path = f"('$.\"' || {key} || '\"')"
-    return (
-        f"(CASE WHEN json_type({column}, {path}) = 'text' "
-        f"THEN json_extract({column}, {path}) END IN ({', '.join(values)}))"
+    column, *rest = _parts(element, compiler, **kw)
+    keys, values = rest[: element.depth], rest[element.depth :]
+    path = _sqlite_json_path(keys)
+    text = (
+        f"(CASE WHEN json_type({column}, {path}) = 'text' THEN json_extract({column}, {path}) END)"
     )
+    text = _SQLITE_FOLD.format(text) if element.fold else text
+    return f"({text} IN ({', '.join(values)}))"
 
 
 # --- the evaluator's side -------------------------------------------------------------
 
 
-def py_text(doc: Mapping[str, Any] | None, key: str) -> str | None:
-    value = (doc or {}).get(key)
+def py_get(doc: Any, key: Key) -> Any:
+    """The value at ``key`` (a key or a path); None through anything but an object."""
+    for part in [key] if isinstance(key, str) else key:
+        if not isinstance(doc, Mapping):
+            return None
+        doc = doc.get(part)
+    return doc
+
+
+def py_text(doc: Mapping[str, Any] | None, key: Key) -> str | None:
+    value = py_get(doc, key)
     return value if isinstance(value, str) else None
 
 
-def py_number(doc: Mapping[str, Any] | None, key: str) -> float | None:
-    value = (doc or {}).get(key)
+def py_number(doc: Mapping[str, Any] | None, key: Key) -> float | None:
+    value = py_get(doc, key)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)
 
 
-def py_boolean(doc: Mapping[str, Any] | None, key: str) -> bool | None:
-    value = (doc or {}).get(key)
+def py_boolean(doc: Mapping[str, Any] | None, key: Key) -> bool | None:
+    value = py_get(doc, key)
     return value if isinstance(value, bool) else None
 
 
-def py_day(doc: Mapping[str, Any] | None, key: str) -> str | None:
-    value = (doc or {}).get(key)
+def py_day(doc: Mapping[str, Any] | None, key: Key) -> str | None:
+    value = py_get(doc, key)
     if isinstance(value, str) and DAY_PATTERN.match(value):
         return value[:10]
     return None
 
 
-def py_is_set(doc: Mapping[str, Any] | None, key: str) -> bool:
-    return (doc or {}).get(key) is not None
+def py_is_set(doc: Mapping[str, Any] | None, key: Key) -> bool:
+    return py_get(doc, key) is not None
 
 
-def py_is_array(doc: Mapping[str, Any] | None, key: str) -> bool:
-    return isinstance((doc or {}).get(key), list)
+def py_is_array(doc: Mapping[str, Any] | None, key: Key) -> bool:
+    return isinstance(py_get(doc, key), list)
 
 
-def py_is_true(doc: Mapping[str, Any] | None, key: str) -> bool:
-    return (doc or {}).get(key) is True
+def py_is_true(doc: Mapping[str, Any] | None, key: Key) -> bool:
+    return py_get(doc, key) is True
 
 
 def py_has_item(doc: Mapping[str, Any] | None, key: str, item: str) -> bool:

@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from postwise.segments.definition import (
+    TEXT_OPS,
     AccountCondition,
     Aggregate,
     AllGroup,
@@ -29,6 +30,7 @@ from postwise.segments.definition import (
     TimeTest,
     Window,
 )
+from postwise.segments.fields import ValueType
 
 _PLAIN = re.compile(r"[\w@.:+/\-]+")
 _NAME = re.compile(r"[\w@.:+/\- ]+")
@@ -43,7 +45,7 @@ _WORDS = {
 
 
 def describe(defn: Definition) -> str:
-    return _node(defn.root, top=True)
+    return _node(defn.root, top=True, defn=defn)
 
 
 def _value(value: Any) -> str:
@@ -105,8 +107,8 @@ def _field_name(name: str) -> str:
     return name.replace("attributes.", "")
 
 
-def _group(node: Node) -> str:
-    text = _node(node, top=False)
+def _group(node: Node, defn: Definition) -> str:
+    text = _node(node, top=False, defn=defn)
     if (
         isinstance(node, AllGroup | AnyGroup)
         and len(node.all if isinstance(node, AllGroup) else node.any) > 1
@@ -115,17 +117,23 @@ def _group(node: Node) -> str:
     return text
 
 
-def _node(node: Node, *, top: bool) -> str:
+def _node(node: Node, *, top: bool, defn: Definition) -> str:
     if isinstance(node, AllGroup):
-        return " AND ".join(_group(n) for n in node.all) if node.all else "everyone"
+        return " AND ".join(_group(n, defn) for n in node.all) if node.all else "everyone"
     if isinstance(node, AnyGroup):
-        return " OR ".join(_group(n) for n in node.any) if node.any else "no one"
+        return " OR ".join(_group(n, defn) for n in node.any) if node.any else "no one"
     if isinstance(node, NotGroup):
-        inner = _node(node.not_, top=False)
+        inner = _node(node.not_, top=False, defn=defn)
         simple = not isinstance(node.not_, AllGroup | AnyGroup | NotGroup)
         return f"NOT {inner}" if simple and " AND " not in inner else f"NOT ({inner})"
     if isinstance(node, FieldCondition):
-        return f"{_field_name(node.field)} {_test(node.op, node.value)}"
+        text = f"{_field_name(node.field)} {_test(node.op, node.value)}"
+        folds = (
+            not node.case_sensitive
+            and node.op in TEXT_OPS
+            and defn.field(node.field).type is ValueType.STRING
+        )
+        return text + (" (any case)" if folds else "")
     if isinstance(node, EventCondition):
         return _event(node)
     if isinstance(node, EmailCondition):
@@ -140,7 +148,7 @@ def _node(node: Node, *, top: bool) -> str:
     if isinstance(node, SegmentCondition):
         return f"in segment {node.segment}"
     if isinstance(node, AccountCondition):
-        where = _node(node.account.where, top=False)
+        where = _node(node.account.where, top=False, defn=defn)
         return f"company has >= {node.account.min_contacts} contacts where ({where})"
     raise TypeError(f"not a segment node: {node!r}")
 
@@ -157,7 +165,19 @@ def _window(window: Window | None) -> str:
 def _filters(filters: list[PropertyFilter]) -> str:
     if not filters:
         return ""
-    return " (" + ", ".join(f"{_value(f.property)} {_test(f.op, f.value)}" for f in filters) + ")"
+    return " (" + ", ".join(_filter(f) for f in filters) + ")"
+
+
+def _filter(flt: PropertyFilter) -> str:
+    name = ".".join(map(_value, flt.path)) if isinstance(flt.property, list) else None
+    if name is None or not all(_PLAIN.fullmatch(k) and "." not in k for k in flt.path):
+        name = (
+            _value(flt.property)
+            if isinstance(flt.property, str)
+            else json.dumps(flt.property, ensure_ascii=False)
+        )
+    text = f"{name} {_test(flt.op, flt.value)}"
+    return text + (" (any case)" if flt.folds else "")
 
 
 def _times(count: Count | None, did: str, subject: str) -> str:

@@ -151,9 +151,13 @@ def test_contact_fields(world: World) -> None:
     assert world.match({"field": "contact.job_title", "op": "contains", "value": "Sales"}) == {
         "ann"
     }
-    assert (
-        world.match({"field": "contact.job_title", "op": "starts_with", "value": "head"}) == set()
-    )
+    # Text compares in any (ASCII) case unless the condition asks otherwise.
+    head = {"field": "contact.job_title", "op": "starts_with", "value": "head"}
+    assert world.match(head) == {"ann"}
+    assert world.match(head | {"case_sensitive": True}) == set()
+    assert world.match({"field": "contact.job_title", "op": "eq", "value": "HEAD OF SALES"}) == {
+        "ann"
+    }
     assert world.match(
         {"field": "contact.email_domain", "op": "in", "value": ["acme.example"]}
     ) == {
@@ -412,6 +416,39 @@ def test_injection_attempts_stay_bound_parameters(world: World) -> None:
         assert conn.scalar(select(func.count()).select_from(Contact)) == 5
 
 
+def test_text_matches_in_any_ascii_case_and_nested_properties(db: Database) -> None:
+    """Case is ignored for A-Z only, identically on both databases: "ÄRZTE" is not
+    "ärzte" (SQLite's lower() and PostgreSQL's translate() leave Ä alone), "İstanbul"
+    starts with "İst" but not with "ist". Nested properties are reached by path."""
+    with db.engine.begin() as conn:
+        ws = seeding.workspace(conn)
+        ids = {
+            name: seeding.contact(conn, ws, f"{name}@x.example", job_title=title)
+            for name, title in [("ann", "Head of Sales"), ("bea", "ÄRZTE"), ("cem", "İstanbul")]
+        }
+        seeding.event(conn, ws, ids["ann"], "Order", NOW - DAY, {"product": {"category": "BOOKS"}})
+        seeding.event(conn, ws, ids["bea"], "Order", NOW - DAY, {"product": "books"})
+        seeding.event(conn, ws, ids["cem"], "Order", NOW - DAY, {"product.category": "books"})
+    names = {v: k for k, v in ids.items()}
+
+    def match(doc: Any) -> set[str]:
+        return {names[i] for i in both(db, parse(doc), ws, NOW)}
+
+    title = "contact.job_title"
+    assert match({"field": title, "op": "starts_with", "value": "HEAD"}) == {"ann"}
+    assert match({"field": title, "op": "eq", "value": "Ärzte"}) == {"bea"}
+    assert match({"field": title, "op": "eq", "value": "ärzte"}) == set()
+    assert match({"field": title, "op": "starts_with", "value": "İST"}) == {"cem"}
+    assert match({"field": title, "op": "starts_with", "value": "ist"}) == set()
+    nested = {"property": ["product", "category"], "op": "eq", "value": "books"}
+    assert match({"event": "Order", "where": [nested]}) == {"ann"}
+    assert match({"event": "Order", "where": [nested | {"case_sensitive": True}]}) == set()
+    dotted = {"property": "product.category", "op": "contains", "value": "OOK"}
+    assert match({"event": "Order", "where": [dotted]}) == {"cem"}
+    whole = {"property": ["product"], "op": "not_set"}
+    assert match({"event": "Order", "where": [whole]}) == {"cem"}
+
+
 @pytest.mark.parametrize(
     "dialect", [postgresql.dialect(), sqlite.dialect()], ids=["postgresql", "sqlite"]
 )
@@ -447,7 +484,9 @@ def test_no_value_from_the_definition_is_inlined_in_the_sql(dialect: Any) -> Non
     ):
         assert secret not in sql
     values = [str(v) for v in compiled.params.values()]
-    for secret in ("Zyx", "Qwv Event", "pqz", "4242.0", "3131", "plan", "9191"):
+    # Text compared in any case is bound already folded ("Zyx" -> "zyx").
+    assert "zyx" not in sql and "jkq" not in sql
+    for secret in ("zyx", "Qwv Event", "pqz", "4242.0", "3131", "plan", "9191"):
         assert secret in values
 
 

@@ -213,6 +213,45 @@ def refused(doc: Any, segments: dict[int, Any] | None = None, **ctx: Any) -> Inv
             "invalid_segment",
         ),
         ({"account": {"min_contacts": 2}}, "account.where", "invalid_segment"),
+        # nested property paths and case sensitivity
+        (
+            {"all": [{"event": "A", "where": [{"property": [], "op": "is_set"}]}]},
+            "all[0].where[0].property",
+            "invalid_segment",
+        ),
+        (
+            {"event": "A", "where": [{"property": ["product", 'x"y'], "op": "is_set"}]},
+            "where[0].property[1]",
+            "invalid_segment",
+        ),
+        (
+            {"event": "A", "where": [{"property": ["a"] * 9, "op": "is_set"}]},
+            "where[0].property",
+            "invalid_segment",
+        ),
+        (
+            {"event": "A", "where": [{"property": ["a", 1], "op": "is_set"}]},
+            "where[0].property[1]",
+            "invalid_segment",
+        ),
+        (
+            {
+                "event": "A",
+                "where": [{"property": "a", "op": "gt", "value": 1, "case_sensitive": True}],
+            },
+            "where[0].case_sensitive",
+            "invalid_segment",
+        ),
+        (
+            {"field": "contact.seniority", "op": "eq", "value": "vp", "case_sensitive": True},
+            "case_sensitive",
+            "invalid_segment",
+        ),
+        (
+            {"field": "contact.job_title", "op": "eq", "value": "x", "case_sensitive": "no"},
+            "case_sensitive",
+            "invalid_segment",
+        ),
         (
             {"account": {"min_contacts": 2, "where": {"field": "x.y", "op": "is_set"}}},
             "account.where.field",

@@ -5,7 +5,10 @@ on SQLite and on PostgreSQL.
 The data is drawn around the edges where the two could part: window boundaries to the
 microsecond, future events, NULLs and missing attributes, JSON values of the wrong
 type (``"600"`` for a number, ``true`` for a string), 29 February birthdays, floats,
-machine-labelled opens and case differences in text.
+machine-labelled opens and case differences in text: ASCII letters in any case,
+non-ASCII letters ("Ärzte"/"ärzte", "İstanbul", "ß"/"SS") that are compared exactly
+even when case is ignored (docs/segments.md#case), and nested event properties
+reached through objects, scalars and missing keys.
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ TIMES = [
 ]
 EVENT_NAMES = ["Order Completed", "Added to Cart", "Page Viewed", "Email Opened", "Email Sent"]
 TEXTS = ["Head of Sales", "head", "CTO", "", "Hé", "HEAD"]
+# Where ASCII folding, Unicode lower() and casefold() part ways.
+UNICODE_TEXTS = ["Ärzte", "ÄRZTE", "ärzte", "İstanbul", "istanbul", "Straße", "STRASSE", "ß"]
+CATEGORIES = ["Books", "BOOKS", "Science Fiction", "science fiction", "Ärzte", "ärzte", "ß"]
 
 
 def _maybe(values: list[Any]) -> st.SearchStrategy[Any]:
@@ -55,7 +61,20 @@ def _doc(**values: Any) -> dict[str, Any]:
 properties = st.builds(
     _doc,
     total=_maybe([100, 500, 500.5, "600", True, None, -2.5]),
-    category=_maybe(["Books", "Science Fiction", "science fiction", 3, ["Books"]]),
+    category=_maybe([*CATEGORIES, 3, ["Books"]]),
+    product=_maybe(
+        [
+            {"category": "Books"},
+            {"category": "bOOKS"},
+            {"category": "ÄRZTE"},
+            {"category": 3},
+            {"category": None},
+            {"category": {"name": "Books"}},
+            {"sub": {"category": "Books"}},
+            "Books",
+            ["Books"],
+        ]
+    ),
     machine=_maybe([True, False, "true"]),
     campaign_key=_maybe(["spring", "fall"]),
 )
@@ -102,7 +121,7 @@ def people(
         st.fixed_dictionaries(
             {
                 "seniority": st.sampled_from([None, "entry", "manager", "director", "vp", "owner"]),
-                "job_title": st.sampled_from([None, *TEXTS]),
+                "job_title": st.sampled_from([None, *TEXTS, *UNICODE_TEXTS]),
                 "country": st.sampled_from([None, "US", "DE"]),
                 "status": st.sampled_from(CONTACT_STATUSES),
                 "created_at": st.sampled_from(TIMES),
@@ -123,7 +142,7 @@ crowded = people(events_at([NOW - timedelta(days=2), NOW - timedelta(hours=1), T
 companies = st.lists(
     st.fixed_dictionaries(
         {
-            "industry": st.sampled_from([None, "software", "retail"]),
+            "industry": st.sampled_from([None, "software", "Software", "retail", "Ärzte"]),
             "employee_count": st.sampled_from([None, 50, 1000, 1001]),
             "size_band": st.sampled_from([None, *SIZE_BANDS[3:6]]),
             "attributes": st.builds(_doc, tier=_maybe(["gold", 1])),
@@ -142,7 +161,36 @@ def _field(name: str, ops: list[tuple[str, Any]]) -> st.SearchStrategy[dict[str,
     )
 
 
+def _case(doc: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
+    """The condition as drawn, or (for text comparisons) made case-sensitive."""
+    value = doc.get("value")
+    text = isinstance(value, str) or (isinstance(value, list) and isinstance(value[0], str))
+    if doc["op"] not in ("eq", "neq", "in", "not_in", "contains", "starts_with") or not text:
+        return st.just(doc)
+    return st.sampled_from([doc, doc | {"case_sensitive": True}])
+
+
 SET = [("is_set", None), ("not_set", None)]
+text_fields = st.one_of(
+    _field(
+        "contact.job_title",
+        [
+            ("eq", "head"),
+            ("neq", "HEAD"),
+            ("contains", "é"),
+            ("starts_with", "Head"),
+            ("eq", "ärzte"),
+            ("eq", "ÄRZTE"),
+            ("starts_with", "İST"),
+            ("starts_with", "ist"),
+            ("contains", "SS"),
+            ("contains", "ß"),
+            ("in", ["STRASSE", "cto"]),
+            ("not_in", ["HEAD", "cto"]),
+        ],
+    ),
+    _field("company.industry", [("eq", "SOFTWARE"), ("in", ["software", "ärzte"])]),
+).flatmap(_case)
 field_conditions = st.one_of(
     _field(
         "contact.seniority",
@@ -167,9 +215,16 @@ field_conditions = st.one_of(
             ("starts_with", "Head"),
             ("starts_with", "H"),
             ("in", ["CTO", "head"]),
+            ("eq", "ärzte"),
+            ("eq", "ÄRZTE"),
+            ("starts_with", "İST"),
+            ("starts_with", "ist"),
+            ("contains", "SS"),
+            ("contains", "ß"),
+            ("not_in", ["HEAD", "cto"]),
             *SET,
         ],
-    ),
+    ).flatmap(_case),
     _field("contact.country", [("eq", "US"), ("in", ["US", "DE"]), ("neq", "US"), *SET]),
     _field("contact.status", [("eq", "subscribed"), ("not_in", ["bounced", "complained"])]),
     _field(
@@ -238,8 +293,8 @@ field_conditions = st.one_of(
     ),
     _field(
         "company.industry",
-        [("eq", "software"), ("in", ["software", "retail"]), ("neq", "retail"), *SET],
-    ),
+        [("eq", "SOFTWARE"), ("in", ["software", "ärzte"]), ("neq", "Retail"), *SET],
+    ).flatmap(_case),
     _field(
         "company.employee_count",
         [("gt", 1000), ("gte", 1000), ("between", [50, 1000]), ("lt", 1000.5), *SET],
@@ -266,8 +321,23 @@ filters = st.sampled_from(
         {"property": "category", "op": "eq", "value": 3},
         {"property": "machine", "op": "eq", "value": True},
         {"property": "machine", "op": "neq", "value": True},
+        {"property": "category", "op": "eq", "value": "books"},
+        {"property": "category", "op": "eq", "value": "ÄRZTE"},
+        {"property": "category", "op": "in", "value": ["SCIENCE FICTION", "ß"]},
+        {"property": "category", "op": "starts_with", "value": "sCI"},
+        {"property": "category", "op": "neq", "value": "BOOKS"},
+        {"property": ["product", "category"], "op": "eq", "value": "books"},
+        {"property": ["product", "category"], "op": "in", "value": ["Books", "ärzte"]},
+        {"property": ["product", "category"], "op": "not_in", "value": ["BOOKS"]},
+        {"property": ["product", "category"], "op": "contains", "value": "OOK"},
+        {"property": ["product", "category"], "op": "is_set"},
+        {"property": ["product", "category"], "op": "not_set"},
+        {"property": ["product", "category"], "op": "eq", "value": 3},
+        {"property": ["product", "category", "name"], "op": "eq", "value": "Books"},
+        {"property": ["product", "sub", "category"], "op": "starts_with", "value": "B"},
+        {"property": ["product"], "op": "eq", "value": "BOOKS"},
     ]
-)
+).flatmap(_case)
 bounded_windows = st.sampled_from(
     [
         {"last": {"days": 30}},
@@ -456,6 +526,24 @@ def _agree(
 @settings(_SETTINGS, max_examples=100)
 @given(doc=leaves, people=contacts, firms=companies)
 def test_each_condition_compiles_to_what_the_evaluator_decides(
+    db: Database, doc: dict[str, Any], people: list[dict[str, Any]], firms: list[dict[str, Any]]
+) -> None:
+    _agree(db, doc, people, firms)
+
+
+text_conditions = st.one_of(
+    text_fields,
+    st.builds(
+        lambda name, where: {"event": name, "where": where},
+        st.sampled_from(EVENT_NAMES[:3]),
+        st.lists(filters, min_size=1, max_size=2),
+    ),
+)
+
+
+@settings(_SETTINGS, max_examples=50)
+@given(doc=text_conditions, people=contacts, firms=companies)
+def test_text_in_any_case_and_nested_properties_compile_to_what_the_evaluator_decides(
     db: Database, doc: dict[str, Any], people: list[dict[str, Any]], firms: list[dict[str, Any]]
 ) -> None:
     _agree(db, doc, people, firms)

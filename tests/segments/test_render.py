@@ -104,7 +104,7 @@ from tests.segments.seeding import parse
                 }
             },
             "company has >= 3 contacts where "
-            "(performed Page Viewed (path = /pricing) in the last 7 days)",
+            "(performed Page Viewed (path = /pricing (any case)) in the last 7 days)",
         ),
         (
             {"event": "Did it AND more", "count": {"op": "eq", "value": 0}},
@@ -127,5 +127,40 @@ def test_describe(doc: Any, line: str) -> None:
 
 
 def test_values_that_could_be_misread_are_quoted() -> None:
-    line = describe(parse({"field": "contact.job_title", "op": "eq", "value": 'x" OR y'}))
-    assert line == 'job_title = "x\\" OR y"'
+    doc = {"field": "contact.job_title", "op": "eq", "value": 'x" OR y', "case_sensitive": True}
+    assert describe(parse(doc)) == 'job_title = "x\\" OR y"'
+
+
+@pytest.mark.parametrize(
+    ("doc", "line"),
+    [
+        (
+            {"field": "contact.job_title", "op": "starts_with", "value": "head"},
+            "job_title starts with head (any case)",
+        ),
+        (
+            {
+                "field": "contact.job_title",
+                "op": "starts_with",
+                "value": "Head",
+                "case_sensitive": True,
+            },
+            "job_title starts with Head",
+        ),
+        ({"field": "contact.seniority", "op": "eq", "value": "vp"}, "seniority = vp"),
+        (
+            {
+                "event": "Order Completed",
+                "where": [
+                    {"property": ["product", "category"], "op": "in", "value": ["Books", "Ärzte"]},
+                    {"property": ["a.b", "c"], "op": "is_set"},
+                    {"property": "utm.source", "op": "eq", "value": 3},
+                ],
+            },
+            "performed Order Completed (product.category in (Books, Ärzte) (any case), "
+            '["a.b", "c"] is set, utm.source = 3)',
+        ),
+    ],
+)
+def test_describe_says_when_case_is_ignored_and_spells_paths(doc: Any, line: str) -> None:
+    assert describe(parse(doc)) == line
