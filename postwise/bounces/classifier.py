@@ -136,6 +136,9 @@ _GATE_WORDS = frozenset(_GATES)
 _CONTINUATION = re.compile(r"\s[245]\d\d[ -][245]\.\d{1,3}\.\d{1,3}(?=\s)")
 _DELAYED = re.compile(phrases.DELAYED, re.IGNORECASE)
 _BOILERPLATE = re.compile("|".join(phrases.BOILERPLATE), re.IGNORECASE)
+# Each boilerplate line's opening words: on ASCII text (where IGNORECASE is plain
+# lower-casing) a sentence holding none of them has nothing to remove.
+_BOILERPLATE_CUES = tuple(" ".join(line.split()[:2]) for line in phrases.BOILERPLATE)
 _FILTER_WORDING = _compiled([("filter", pattern) for pattern in phrases.FILTER_WORDING])
 _SENDER_SIDE = frozenset(
     {"blocked", "userunknown", "hostunknown", "filtered", "onhold", "undefined", None}
@@ -207,7 +210,9 @@ def _searched(diagnostic: str) -> tuple[str | None, bool]:
     """(reason, strong): strong when the wording is one that no code or command overrides."""
     if not diagnostic:
         return None, False
-    diagnostic = " ".join(_CONTINUATION.sub(" ", _BOILERPLATE.sub(" ", diagnostic)).split())
+    if not diagnostic.isascii() or any(cue in diagnostic.lower() for cue in _BOILERPLATE_CUES):
+        diagnostic = _BOILERPLATE.sub(" ", diagnostic)
+    diagnostic = " ".join(_CONTINUATION.sub(" ", diagnostic).split())
     lowered = diagnostic.lower()
     words = set(_WORD.findall(lowered))
     table = _TABLE

@@ -417,7 +417,7 @@ def _header_block(text: str) -> dict[str, str]:
 
 
 def _first_address(value: str | None) -> str | None:
-    if not value:
+    if not value or "@" not in value:  # both patterns need one; a miss costs a full scan
         return None
     m = _ANGLE_ADDR_RE.search(value) or _ADDR_RE.search(value)
     return _clean_address(m.group(1) if m.re is _ANGLE_ADDR_RE else m.group(0)) if m else None
