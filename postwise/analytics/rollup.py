@@ -147,7 +147,8 @@ def roll_up(
         if isinstance(r.properties, dict) and r.properties.get("outbox_id") is not None
     }
     recipients: dict[int, Any] = {}
-    if outbox_ids:
+    ordered = sorted(outbox_ids)
+    for start in range(0, len(ordered), 5000):  # bounded parameters (SQLite, psycopg)
         for rc in session.execute(
             select(
                 CampaignRecipient.outbox_id,
@@ -158,7 +159,7 @@ def roll_up(
                 CampaignRecipient.source_id,
             ).where(
                 CampaignRecipient.workspace_id == ws,
-                CampaignRecipient.outbox_id.in_(sorted(outbox_ids)),
+                CampaignRecipient.outbox_id.in_(ordered[start : start + 5000]),
             )
         ):
             recipients[int(rc.outbox_id)] = rc

@@ -1083,6 +1083,14 @@ class AnalyticsWatermark(WorkspaceOwned, Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+# The rollup finds an event's recipient (variant, domain, source) by its outbox id.
+Index(
+    "ix_campaign_recipients_ws_outbox",
+    CampaignRecipient.workspace_id,
+    CampaignRecipient.outbox_id,
+)
+
+
 class ContactEngagement(WorkspaceOwned, Base):
     """A contact's decayed engagement score as of ``scored_at`` (docs/analytics.md)."""
 

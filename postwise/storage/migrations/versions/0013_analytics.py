@@ -139,9 +139,16 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_contact_engagement_ws_score", ["workspace_id", "score"], unique=False
         )
+    op.create_index(
+        "ix_campaign_recipients_ws_outbox",
+        "campaign_recipients",
+        ["workspace_id", "outbox_id"],
+        unique=False,
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_campaign_recipients_ws_outbox", table_name="campaign_recipients")
     with op.batch_alter_table("contact_engagement", schema=None) as batch_op:
         batch_op.drop_index("ix_contact_engagement_ws_score")
 
