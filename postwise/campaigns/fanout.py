@@ -47,6 +47,7 @@ from postwise.campaigns import abtest
 from postwise.campaigns.audience import audience_select
 from postwise.campaigns.store import variants_of
 from postwise.core import clock
+from postwise.delivery.compose import ROW_SENDER
 from postwise.delivery.outbox import Status
 from postwise.storage.tables import Campaign, CampaignRecipient, Contact, OutboxMessage
 from postwise.storage.types import UTCDateTime
@@ -225,11 +226,30 @@ def snapshot_batch(session: Session, campaign: Campaign, batch: int) -> tuple[in
     return added, hi is None
 
 
+def sender_of(campaign: Campaign, from_name: str | None = None) -> dict[str, str]:
+    """The campaign's sender for the composer (a variant's from name over the campaign's);
+    validated at schedule time (``lifecycle.check_sender``)."""
+    address = (campaign.from_address or "").strip()
+    domain = (campaign.sending_domain or "").strip().lower()
+    if not domain and "@" in address:
+        domain = address.rsplit("@", 1)[1].lower()
+    values = {
+        "from_address": address,
+        "from_name": (from_name or campaign.from_name or "").strip(),
+        "reply_to": (campaign.reply_to or "").strip(),
+        "sending_domain": domain,
+    }
+    return {k: v for k, v in values.items() if v}
+
+
 def _data_for(session: Session, campaign: Campaign) -> tuple[Any, Any, Any]:
     """Per-variant (template id, version, data) as SQL, keyed on the snapshot's variant."""
     r = CampaignRecipient.__table__.c
     data_type: Any = JSON().with_variant(JSONB(), "postgresql")
-    base = {"campaign": campaign.key}
+    base: dict[str, Any] = {"campaign": campaign.key}
+    sender = sender_of(campaign)
+    if sender:
+        base[ROW_SENDER] = sender
     variants = variants_of(session, campaign.id) if campaign.ab else []
     if not variants:
         return (
@@ -260,7 +280,15 @@ def _data_for(session: Session, campaign: Campaign) -> tuple[Any, Any, Any]:
         *[
             (
                 r.variant == v.key,
-                literal({**base, "variant": v.key, "utm": campaign.utm}, data_type),
+                literal(
+                    {
+                        **base,
+                        "variant": v.key,
+                        "utm": campaign.utm,
+                        **({ROW_SENDER: sender_of(campaign, v.from_name)} if sender else {}),
+                    },
+                    data_type,
+                ),
             )
             for v in variants
         ],

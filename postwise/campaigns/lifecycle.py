@@ -23,6 +23,7 @@ from postwise.core import clock
 from postwise.core.errors import Conflict, ValidationFailed
 from postwise.core.settings import get_settings
 from postwise.delivery import outbox
+from postwise.delivery.compose import ROW_SENDER
 from postwise.delivery.outbox import PENDING, Status
 from postwise.storage.tables import Campaign, Contact, DkimKeyRecord, Template
 
@@ -53,10 +54,26 @@ def _template(session: Session, template_id: str | None, field: str) -> Template
     return template
 
 
+def _address(value: str | None, field: str) -> str | None:
+    from postwise.contacts.emails import normalize_email
+
+    if not value:
+        return None
+    try:
+        return normalize_email(value).address
+    except ValidationFailed as exc:
+        raise ValidationFailed(exc.message, code="invalid_sender", field=field) from None
+
+
 def check_sender(session: Session, campaign: Campaign) -> None:
+    """A valid From and Reply-To, a From domain aligned with the sending domain (DMARC:
+    same domain or a subdomain of it, since d= is the sending domain), and a verified
+    sending domain."""
+    from_address = _address(campaign.from_address, "from_address")
+    _address(campaign.reply_to, "reply_to")
     domain = (campaign.sending_domain or "").strip().lower()
-    if not domain and campaign.from_address and "@" in campaign.from_address:
-        domain = campaign.from_address.rsplit("@", 1)[1].lower()
+    if not domain and from_address:
+        domain = from_address.rsplit("@", 1)[1]
     if not domain:
         raise ValidationFailed(
             "the campaign has no sending domain (set sending_domain or from_address)",
@@ -75,6 +92,15 @@ def check_sender(session: Session, campaign: Campaign) -> None:
             code="sender_unverified",
             field="sending_domain",
         )
+    if from_address and domain:
+        from_domain = from_address.rsplit("@", 1)[1]
+        if from_domain != domain and not from_domain.endswith("." + domain):
+            raise ValidationFailed(
+                f"from_address {from_address} is not in the sending domain {domain} "
+                "(DMARC alignment would fail)",
+                code="sender_unaligned",
+                field="from_address",
+            )
 
 
 def check_unsubscribe(session: Session, campaign: Campaign, template_id: str) -> None:
@@ -92,7 +118,7 @@ def check_unsubscribe(session: Session, campaign: Campaign, template_id: str) ->
         kind="marketing",
         list_id=None,
         template_id=template_id,
-        data={"campaign": campaign.key},
+        data={"campaign": campaign.key, ROW_SENDER: fanout.sender_of(campaign)},
         raw=None,
         mail_from=None,
         message_id=None,
@@ -253,7 +279,11 @@ def test_send(session: Session, campaign_id: int, emails: list[str]) -> list[int
                 kind="marketing",
                 template_id=str(template.id),
                 template_version=template.version,
-                data={"campaign": campaign.key, "test_send": True},
+                data={
+                    "campaign": campaign.key,
+                    "test_send": True,
+                    ROW_SENDER: fanout.sender_of(campaign),
+                },
                 idempotency_key=f"campaign-test:{campaign.key}:{email.strip().lower()}:"
                 f"{now.isoformat()}",
             )

@@ -99,7 +99,9 @@ def test_a_scheduled_campaign_fans_out_once_and_is_delivered(
             ("marketing", "launch", "sent")
         }
         assert {r.id for r in rows} == {r.outbox_id for r in snap.values()}
-        assert c.status == "sending"  # until the progress job sees nothing pending
+        # ``sent`` once the progress job (due 1 s after the fan-out) saw nothing pending:
+        # on a loaded machine the drain itself can outlast that second.
+        assert c.status in ("sending", "sent")
         assert jobs.check_progress(s, cid) == "sent"
         # A re-run of the whole fan-out (a crash before the cursor moved) adds nobody.
         c.fanout_cursor, c.status = 0, "sending"
