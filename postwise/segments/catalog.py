@@ -1,9 +1,12 @@
 """A workspace's saved segments, parsed once per version, in dependency order.
 
 Membership work (a refresh, a contact's re-evaluation) needs each active segment's
-parsed definition and what it references. Parsing is cached per process by (workspace,
-segment id, version, digest of the workspace's definitions): any save changes the
-digest, so a stale entry is never used. ``load`` returns the segments so that every
+parsed definition and what it references. The whole catalog is cached per process by
+(workspace, stamp): the stamp is one aggregate over the workspace's segment rows (count,
+highest id, sum of versions, latest ``updated_at``, how many are active, total name
+length), which every save, pause, rename, creation and deletion changes. So a steady
+stream of events costs one small indexed aggregate per job, not a read of every
+definition; a stale entry is never used. ``load`` returns the segments so that every
 segment comes after the segments it references (cycles are refused when a definition is
 saved), which is the order in which a membership change must flow to the segments that
 depend on it.
@@ -11,8 +14,6 @@ depend on it.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, cast
 
 import structlog
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import Table, bindparam, case, event, func, select
 from sqlalchemy.orm import Session
 
 from postwise.segments import changes
@@ -101,10 +102,10 @@ class _Cache(Generic[K, V]):
                 self._items.popitem(last=False)
 
 
-# Keys carry a digest of the workspace's definitions: a definition inlines the segments
-# it references, so a save of any of them must miss the cache.
-_cache: _Cache[tuple[int, int, int, str], Loaded] = _Cache()  # (ws, id, version, digest)
-_orders: _Cache[tuple[int, str], list[Loaded]] = _Cache(256)  # (ws, digest)
+# Keys carry the workspace's stamp: a definition inlines the segments it references, so
+# a save of any of them must miss the cache.
+_cache: _Cache[tuple[int, int, int, str], Loaded] = _Cache()  # (ws, id, version, stamp)
+_orders: _Cache[tuple[int, str], list[Loaded]] = _Cache(256)  # (ws, stamp)
 
 
 def _others(session: Session, segment_id: int | None) -> dict[int, dict[str, Any]]:
@@ -160,15 +161,37 @@ def _rows(session: Session) -> list[Any]:
     return list(found)
 
 
-def _digest(rows: list[Any]) -> str:
-    """A digest of every definition of the workspace: it changes whenever any segment
-    (and so what a definition inlines) is saved, whichever database this is."""
-    text = json.dumps([[r.id, r.version, r.status, r.definition] for r in rows], sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
+_STAMP = select(
+    func.count(),
+    func.max(_SEGMENTS.c.id),
+    func.sum(_SEGMENTS.c.version),
+    func.max(_SEGMENTS.c.updated_at),
+    func.sum(case((_SEGMENTS.c.status == "active", 1), else_=0)),
+    func.sum(func.length(_SEGMENTS.c.name)),
+).where(_SEGMENTS.c.workspace_id == bindparam("workspace_id"))
+
+
+# Saves through the ORM in this process bump the workspace's generation, which is part of
+# the stamp: belt and braces for what the aggregate cannot see (a save under a frozen
+# clock that keeps every aggregate equal, ids reused after a database is emptied).
+_generations: dict[int, int] = {}
+
+
+@event.listens_for(Segment, "after_insert")
+@event.listens_for(Segment, "after_update")
+@event.listens_for(Segment, "after_delete")
+def _saved(_mapper: Any, _connection: Any, target: Segment) -> None:
+    _generations[target.workspace_id] = _generations.get(target.workspace_id, 0) + 1
 
 
 def _stamp(session: Session) -> str:
-    return _digest(_rows(session))
+    """What changes whenever any segment of the workspace is saved, created, deleted,
+    paused or renamed: one indexed aggregate, no definitions read (``_rows`` is read only
+    when this changed)."""
+    workspace_id = workspace_of(session)
+    row = session.connection().execute(_STAMP, {"workspace_id": workspace_id}).one()
+    values = ["" if v is None else str(v) for v in row]
+    return "|".join([str(_generations.get(workspace_id, 0)), *values])
 
 
 def loaded(session: Session, segment: SegmentRow, *, stamp: str | None = None) -> Loaded:
@@ -219,12 +242,12 @@ def load(session: Session) -> list[Loaded]:
     A stored definition that no longer parses (say an attribute it names was deleted)
     is left out with a warning rather than stopping every other segment's updates.
     """
-    rows = _rows(session)  # a tenant session: never mix workspaces here
-    stamp = _digest(rows)
+    stamp = _stamp(session)  # a tenant session: never mix workspaces here
     key = (workspace_of(session), stamp)
     found = _orders.get(key)
     if found is not None:
         return found
+    rows = _rows(session)
     items = []
     for row in rows:
         if row.status != "active":
@@ -234,7 +257,8 @@ def load(session: Session) -> list[Loaded]:
         except InvalidSegment as exc:
             log.warning("segments.unusable", segment_id=row.id, field=exc.field, error=str(exc))
     ordered = _ordered(items)
-    _orders.put(key, ordered)
+    if _stamp(session) == stamp:  # no save landed between the stamp and the rows
+        _orders.put(key, ordered)
     return ordered
 
 

@@ -12,11 +12,16 @@ definitions, cached per process); a workspace without active segments costs one
 indexed probe. See docs/segments.md (real time).
 
 The open pixel and click redirect, which write with a bare connection on their hot
-path, call ``note_now`` from a background task after their response instead.
+path, call ``note_now`` from a background task after their response instead, and only
+when ``may_matter``: each ``relevant`` call remembers, per process and for
+``SEEN_SECONDS``, which change keys the workspace's active segments can see, so opens and
+clicks that no segment names cost no task and no query (a segment saved in another
+process is seen within that time).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -36,6 +41,9 @@ LIST = "list"
 COMPANY = "company"
 ANY_EVENT = "event:*"
 _INFO_KEY = "postwise.segment_changes"
+SEEN_SECONDS = 2.0
+# workspace id -> (monotonic time seen, change keys its active segments can see)
+_seen: dict[int, tuple[float, frozenset[str]]] = {}
 
 Pending = dict[int, dict[int, set[str]]]  # workspace id -> contact id -> change keys
 
@@ -133,12 +141,16 @@ def relevant(
     session: Session, workspace_id: int, contacts: Mapping[int, set[str]]
 ) -> dict[int, set[str]]:
     """The contacts whose changes at least one active segment can see (its triggers)."""
-    if not contacts or not _has_segments(session, workspace_id):
+    if not contacts:
+        return {}
+    if not _has_segments(session, workspace_id):
+        _seen[workspace_id] = (time.monotonic(), frozenset())
         return {}  # one indexed probe, and the segment engine is not even imported
     from postwise.segments import catalog
 
     with _tenant_view(session, workspace_id) as scoped:
-        segments = catalog.load(scoped)  # one query; parsing is cached
+        segments = catalog.load(scoped)  # one small aggregate; rows and parsing are cached
+    _seen[workspace_id] = (time.monotonic(), frozenset().union(*(s.triggers for s in segments)))
     return {
         cid: keys
         for cid, keys in contacts.items()
@@ -188,6 +200,23 @@ def contacts_leaving(session: Session, contact_ids: Iterable[int]) -> None:
             .values(member_count=Segment.member_count - count)
             .execution_options(synchronize_session=False)
         )
+
+
+@event.listens_for(Segment, "after_insert")
+@event.listens_for(Segment, "after_update")
+@event.listens_for(Segment, "after_delete")
+def _forget_seen(_mapper: Any, _connection: Any, target: Segment) -> None:
+    """A segment saved in this process is seen at once, not ``SEEN_SECONDS`` later."""
+    _seen.pop(target.workspace_id, None)
+
+
+def may_matter(workspace_id: int, key: str) -> bool:
+    """False only when, as seen in the last ``SEEN_SECONDS``, no active segment of the
+    workspace can see ``key``; no query (unknown or stale: True, and the note will look)."""
+    seen = _seen.get(workspace_id)
+    if seen is None or time.monotonic() - seen[0] > SEEN_SECONDS:
+        return True
+    return ANYTHING in seen[1] or key in seen[1]
 
 
 def note_now(db: Database, workspace_id: int, contact_id: int | None, event_name: str) -> None:

@@ -184,6 +184,26 @@ _LOCK_SPACE = 0x5E67 << 48
 _LOCK = text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k ORDER BY k")
 
 
+_OPEN_OF = select(_STAYS.c.contact_id, _STAYS.c.segment_id).where(
+    _STAYS.c.workspace_id == bindparam("workspace"),
+    _STAYS.c.contact_id.in_(bindparam("contacts", expanding=True)),
+    _STAYS.c.exited_at.is_(None),
+)
+Stays = dict[int, set[int]]  # contact id -> segment ids with an open stay
+
+
+def _open_stays(session: Session, workspace_id: int, contact_ids: Sequence[int]) -> Stays:
+    """Every open stay of these contacts, all segments at once: one statement per job
+    instead of one per (segment, job) (the (workspace, contact) index serves it)."""
+    out: Stays = {int(cid): set() for cid in contact_ids}
+    connection = session.connection()
+    for chunk in _chunks(sorted(out)):
+        found = connection.execute(_OPEN_OF, {"workspace": workspace_id, "contacts": chunk})
+        for cid, sid in found:
+            out[int(cid)].add(int(sid))
+    return out
+
+
 def _count_delta(session: Session, segment_id: int, delta: int) -> None:
     if delta:
         session.connection().execute(_COUNT, {"segment": segment_id, "delta": delta})
@@ -240,17 +260,38 @@ def matching(
 
 
 def apply(
-    session: Session, segment: catalog.Loaded, contact_ids: Sequence[int], *, now: datetime
+    session: Session,
+    segment: catalog.Loaded,
+    contact_ids: Sequence[int],
+    *,
+    now: datetime,
+    stays: Stays | None = None,
 ) -> Moves:
-    """Re-evaluate ``segment`` for these contacts only and record who entered or left."""
+    """Re-evaluate ``segment`` for these contacts only and record who entered or left.
+
+    ``stays`` (the contacts' open stays, read once per job by ``_open_stays``) saves the
+    per-segment read of current members; contacts it lacks are read into it, and it is
+    kept current with what this call writes.
+    """
     ids = sorted(set(contact_ids))
     if not ids:
         return Moves(segment.id)
     should = matching(session, segment, now=now, contact_ids=ids)
-    stored = current_members(session, segment.id, ids)
+    if stays is None:
+        stored = current_members(session, segment.id, ids)
+    else:
+        missing = [cid for cid in ids if cid not in stays]
+        if missing:
+            stays.update(_open_stays(session, segment.workspace_id, missing))
+        stored = {cid for cid in ids if segment.id in stays[cid]}
     entered = _enter(session, segment, sorted(should - stored), now)
     exited = _exit(session, segment, sorted(stored - should), now)
     _count_delta(session, segment.id, len(entered) - len(exited))
+    if stays is not None:
+        for cid in entered:
+            stays[cid].add(segment.id)
+        for cid in exited:
+            stays[cid].discard(segment.id)
     return Moves(segment.id, entered, exited)
 
 
@@ -316,8 +357,13 @@ def _flow(
     *,
     now: datetime,
     skip: set[int] | None = None,
+    stays: Stays | None = None,
+    lock: list[int] | None = None,
 ) -> list[Moves]:
-    """Visit active segments in dependency order; evaluate the contacts each must see."""
+    """Visit active segments in dependency order; evaluate the contacts each must see.
+
+    ``lock`` (advisory lock keys) is taken before the first decision, so a job that no
+    segment can see costs the catalog stamp alone."""
     out: list[Moves] = []
     skip = skip or set()
     for segment in catalog.load(session):
@@ -330,7 +376,12 @@ def _flow(
             continue
         if segment.account_level:
             wanted = colleagues(session, wanted)
-        moves = apply(session, segment, sorted(wanted), now=now)
+        if lock:
+            session.connection().execute(_LOCK, {"keys": lock})
+            lock = None
+        if stays is None and len(wanted) <= EVALUATE_AT_MOST:
+            stays = {}  # filled on first use: a job that no segment can see reads nothing
+        moves = apply(session, segment, sorted(wanted), now=now, stays=stays)
         if moves.moved:
             moved[segment.id] = moved.get(segment.id, set()) | moves.moved
             out.append(moves)
@@ -342,15 +393,16 @@ def reevaluate(
 ) -> list[Moves]:
     """Re-evaluate the segments that these changes can affect, for these contacts only.
 
-    On PostgreSQL the contacts are first locked for the transaction (advisory locks, in
-    id order so two jobs cannot deadlock): a concurrent job about the same contact waits,
-    then decides from what this one committed, so an older decision never lands last.
+    On PostgreSQL the contacts are locked for the transaction before the first decision
+    (advisory locks, in id order so two jobs cannot deadlock): a concurrent job about the
+    same contact waits, then decides from what this one committed, so an older decision
+    never lands last.
     SQLite's single writer serializes jobs already.
     """
+    keys = None
     if contacts and session.get_bind().dialect.name == "postgresql":
         keys = [_LOCK_SPACE | int(cid) for cid in sorted(contacts)]
-        session.connection().execute(_LOCK, {"keys": keys})
-    return _flow(session, {}, contacts, now=now or utcnow())
+    return _flow(session, {}, contacts, now=now or utcnow(), lock=keys)
 
 
 def history(session: Session, contact_id: int, *, limit: int = 200) -> list[Any]:

@@ -54,9 +54,14 @@ def _hit(request: Request) -> email_activity.Hit:
     )
 
 
-def _segments(db: Database, recorded: email_activity.Recorded, event: str) -> BackgroundTask:
+def _segments(db: Database, recorded: email_activity.Recorded, event: str) -> BackgroundTask | None:
     """Segment re-evaluation for the contact, noted after the response is sent, so the
-    pixel and the redirect wait for nothing (docs/segments.md#real-time)."""
+    pixel and the redirect wait for nothing (docs/segments.md#real-time); no task at all
+    when no active segment of the workspace was recently seen to name this event."""
+    if recorded.contact_id is None or not segment_changes.may_matter(
+        recorded.workspace_id, segment_changes.event_key(event)
+    ):
+        return None
     return BackgroundTask(
         segment_changes.note_now, db, recorded.workspace_id, recorded.contact_id, event
     )

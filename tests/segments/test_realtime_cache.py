@@ -1,0 +1,133 @@
+"""The per-event costs of real time: the catalog read once per change of the workspace's
+segments, open stays read once per job, and opens/clicks that no segment names costing
+the pixel and the redirect no segment query at all."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select
+
+from postwise.contacts.actions import upsert_contacts
+from postwise.core.settings import Settings
+from postwise.segments import catalog, changes, membership, store
+from postwise.storage.database import Database
+from postwise.storage.tables import Event
+from postwise.workspaces.actions import create_workspace
+from tests.segments.jobrun import run_due
+
+OPENED = {"email": "opened", "window": {"last": {"days": 7}}}
+SENT = {"email": "sent", "window": {"last": {"days": 7}}}
+
+
+@contextmanager
+def statements(db: Database) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def record(_c: Any, _cur: Any, sql: str, *_: Any) -> None:
+        seen.append(sql)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+
+
+def test_the_catalog_is_read_again_only_when_a_segment_changes(db: Database) -> None:
+    with db.system() as s:
+        ws = create_workspace(s, "Acme").workspace_id
+    with db.tenant(ws) as s:
+        first = store.create_segment(s, store.SegmentInput("Openers", OPENED), refresh=False)
+        store.create_segment(s, store.SegmentInput("Mailed", SENT), refresh=False)
+    with db.tenant(ws) as s:
+        assert [x.id for x in catalog.load(s)] == [first.id, first.id + 1]
+        with statements(db) as seen:
+            catalog.load(s)
+        assert len(seen) == 1 and "definition" not in seen[0]  # the stamp only
+    with db.tenant(ws) as s:
+        store.update_segment(s, first.id, {"status": "paused"})
+    with db.tenant(ws) as s:
+        assert [x.id for x in catalog.load(s)] == [first.id + 1]
+        store.update_segment(s, first.id, {"status": "active", "name": "Readers"})
+    with db.tenant(ws) as s:
+        assert [x.name for x in catalog.load(s)] == ["Readers", "Mailed"]
+
+
+def test_a_job_reads_the_contacts_open_stays_once_for_every_segment(db: Database) -> None:
+    with db.system() as s:
+        ws = create_workspace(s, "Acme").workspace_id
+    with db.tenant(ws) as s:
+        [ann] = upsert_contacts(s, [{"email": "ann@corp.example"}], source="api")
+        ids = [
+            store.create_segment(s, store.SegmentInput(name, doc), refresh=False).id
+            for name, doc in [
+                ("A", {"email": "opened"}),
+                ("B", {"email": "opened", "window": {"last": {"days": 30}}}),
+            ]
+        ]
+        s.add(
+            Event(
+                workspace_id=ws,
+                contact_id=ann.contact_id,
+                type="email",
+                name="Email Opened",
+                properties={},
+                context={},
+            )
+        )
+    with db.tenant(ws) as s:
+        catalog.load(s)
+        with statements(db) as seen:
+            moves = membership.reevaluate(s, {ann.contact_id: {"event:Email Opened"}})
+        assert sorted(m.segment_id for m in moves) == ids
+        for segment_id in ids:
+            assert membership.current_members(s, segment_id) == {ann.contact_id}
+    stay_reads = [q for q in seen if q.lstrip().startswith("SELECT") and "segment_memberships" in q]
+    assert len(stay_reads) == 1
+
+
+def test_opens_no_segment_names_cost_the_pixel_no_segment_query(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from postwise.api.app import create_app
+    from postwise.delivery import outbox
+    from postwise.tracking.tokens import TokenKind, TokenSigner
+
+    settings = Settings(data_dir=tmp_path, secret_key="test-secret", environment="test")
+    with db.system() as s:
+        ws = create_workspace(s, "Acme").workspace_id
+    with db.tenant(ws) as s:
+        [ann] = upsert_contacts(s, [{"email": "ann@corp.example"}], source="api")
+        store.create_segment(s, store.SegmentInput("Mailed", SENT), refresh=False)
+        outbox_ids = outbox.enqueue(
+            s, [outbox.NewMessage(email="ann@corp.example", contact_id=ann.contact_id)]
+        )
+    run_due(db)
+    monkeypatch.setattr(changes, "SEEN_SECONDS", 600.0)  # a slow machine must not expire it
+    with db.tenant(ws) as s:  # a note seen now: the workspace's segments read no opens
+        changes.note(s, [ann.contact_id], ["event:Email Opened"])
+    assert not changes.may_matter(ws, "event:Email Opened")
+    assert changes.may_matter(ws, "event:Email Sent")
+    signer = TokenSigner(settings.resolved_secret_key())
+    client = TestClient(create_app(settings.model_copy(update={"database_url": db.url}), db))
+    agent = {"user-agent": "Mozilla/5.0 (Windows NT 10.0)"}
+    with statements(db) as seen:
+        pixel = client.get(f"/o/{signer.sign(TokenKind.OPEN, outbox_ids[0])}", headers=agent)
+    assert pixel.status_code == 200
+    assert not [q for q in seen if "FROM segments" in q]
+    with db.tenant(ws) as s:  # a segment that reads opens is seen at once in this process
+        store.create_segment(s, store.SegmentInput("Openers", OPENED), refresh=False)
+    assert changes.may_matter(ws, "event:Email Opened")
+    with statements(db) as seen:
+        pixel = client.get(f"/o/{signer.sign(TokenKind.OPEN, outbox_ids[0])}", headers=agent)
+    client.close()
+    assert [q for q in seen if "FROM segments" in q]
+    with db.system() as s:
+        assert s.scalar(select(Event.id).where(Event.name == "Email Opened")) is not None
