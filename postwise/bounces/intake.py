@@ -36,10 +36,12 @@ from postwise.bounces import policy, tying
 from postwise.bounces.report import Kind, ParsedMessage, RecipientOutcome
 from postwise.contacts.actions import find_contact_by_email
 from postwise.core import clock
+from postwise.core.errors import ValidationFailed
 from postwise.core.settings import Settings
 from postwise.delivery.outbox import Claimed
 from postwise.delivery.transports.base import RecipientResult
 from postwise.privacy.hashing import AddressHasher
+from postwise.privacy.suppression import ADDRESS_HASH, is_suppressed
 from postwise.segments import changes as segment_changes
 from postwise.storage.database import Database
 from postwise.storage.tables import BounceRecord, Event, InboundMessage, OutboxMessage
@@ -212,6 +214,9 @@ def record_parsed(
             result.inbound_id = inbound.id
         return result
     with ctx.db.tenant(ws) as session:
+        erased = _erased_among(session, ctx, addresses)
+        if erased:
+            _forget(inbound, erased)
         if not _keep(session, inbound):
             result.duplicate = True
             return result
@@ -223,11 +228,40 @@ def record_parsed(
             (RecipientOutcome(None, "unknown", False),) if sent is not None else ()
         )
         for outcome in outcomes:
+            if erased and _outcome_address(outcome, sent) in erased:
+                continue  # nothing to act on: the erasure hash already suppresses them
             record = _record(session, ctx, outcome, kind, sent, source, inbound, now)
             if record is not None:
                 result.record_ids.append(record.id)
                 result.verdicts.append(record.verdict)
     return result
+
+
+def _erased_among(session: Session, ctx: Context, addresses: Sequence[str]) -> set[str]:
+    """Addresses of people erased from this workspace: only their keyed hash remains."""
+    erased: set[str] = set()
+    for address in addresses:
+        try:
+            hit = is_suppressed(session, address, hasher=ctx.hasher)
+        except ValidationFailed:
+            continue
+        if hit is not None and hit.kind == ADDRESS_HASH:
+            erased.add(address)
+    return erased
+
+
+def _forget(inbound: InboundMessage, erased: set[str]) -> None:
+    """A bounce about an erased person must not bring their address back: keep the fact
+    that a message arrived, drop what it says (raw bytes, subject, their address)."""
+    inbound.raw = b""
+    inbound.subject = None
+    inbound.addresses = [a for a in inbound.addresses if a not in erased]
+    inbound.unparsed_reason = "about an erased person: content not kept"
+
+
+def _outcome_address(outcome: RecipientOutcome, sent: tying.Sent | None) -> str | None:
+    reported = _address(outcome.recipient)
+    return reported or (sent.email.lower() if sent is not None else None)
 
 
 def _keep(session: Session, inbound: InboundMessage) -> bool:
