@@ -10,13 +10,20 @@ import pytest
 from sqlalchemy import select
 
 from postwise.contacts import actions, lists
+from postwise.core import clock
 from postwise.privacy.hashing import AddressHasher
 from postwise.segments import membership, store
 from postwise.storage.database import Database
 from postwise.storage.tables import (
+    AnalyticsFirstSeen,
     Base,
     BounceRecord,
+    Campaign,
+    CampaignAttribution,
+    CampaignRecipient,
     CapturedMessage,
+    ContactEngagement,
+    Enrollment,
     Event,
     Identity,
     InboundMessage,
@@ -24,6 +31,7 @@ from postwise.storage.tables import (
     OutboxMessage,
     Suppression,
     SuppressionEvent,
+    Workflow,
 )
 from postwise.workspaces.actions import NewWorkspace, create_workspace
 
@@ -154,6 +162,49 @@ def seed(db: Database, ws: int, other_ws: int) -> Seeded:
             refresh=False,
         )
         membership.refresh(s, british.id)  # Ada's stay, and her segment.entered event
+        launch = Campaign(key="launch", name="Launch")
+        welcome = Workflow(key="welcome", name="Welcome")
+        s.add_all([launch, welcome])
+        s.flush()
+        now = clock.utcnow()
+        s.add_all(
+            [
+                CampaignRecipient(
+                    campaign_id=launch.id,
+                    contact_id=ada.id,
+                    email=ADA.lower(),
+                    domain=ADA.lower().rsplit("@", 1)[1],
+                    source_kind="segment",
+                    source_id=british.id,
+                ),
+                CampaignAttribution(
+                    campaign_id=launch.id,
+                    campaign_key="launch",
+                    contact_id=ada.id,
+                    event_id=1,
+                    goal_event="Order Completed",
+                    touch="click",
+                    touch_event_id=1,
+                    touch_at=now,
+                    converted_at=now,
+                    revenue=120.0,
+                ),
+                Enrollment(
+                    workflow_id=welcome.id,
+                    version=1,
+                    contact_id=ada.id,
+                    state={"data": {"first_name": FIRST}},
+                ),
+                ContactEngagement(contact_id=ada.id, score=3.5),
+                AnalyticsFirstSeen(
+                    campaign_key="launch",
+                    contact_id=ada.id,
+                    kind="open_human",
+                    event_id=1,
+                    seen_at=now,
+                ),
+            ]
+        )
         seeded_ada, seeded_bob = ada.id, bob.id
     with db.system() as s:
         s.add(

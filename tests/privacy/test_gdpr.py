@@ -46,9 +46,14 @@ from tests.privacy.conftest import (
 
 # The tables the seed fills for Ada; a new contact-linked table must be added to the seed.
 SEEDED_LINKED = {
+    "analytics_first_seen",
     "bounce_records",
+    "campaign_attributions",
+    "campaign_recipients",
+    "contact_engagement",
     "consents",
     "contact_changes",
+    "enrollments",
     "events",
     "identities",
     "list_memberships",
