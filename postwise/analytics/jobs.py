@@ -1,31 +1,47 @@
-"""``analytics.rollup``: a periodic per-workspace job that folds settled events into rollups.
+"""``analytics.rollup``: the jobs that fold settled events into rollups without anyone asking.
 
-Each run counts one batch (its own transaction with the job's completion) and queues the
-next run: soon while there is a backlog, after ``PERIOD_SECONDS`` when caught up. The
-dedupe key per time slot keeps one pending run per workspace.
+``analytics.rollup_sweep`` is one system job per period (POSTWISE_ANALYTICS_ROLLUP_SECONDS)
+that every worker agrees on (the due time is a multiple of the period and the dedupe key
+names it; ``ensure_sweep_scheduled`` at worker start re-seeds a broken chain, the way the
+segments sweep is kept). It queues one ``analytics.rollup`` per workspace that has events
+past its watermark, so idle workspaces cost one indexed look-up, not a job.
+
+Each ``analytics.rollup`` counts one batch (its own transaction with the job's completion)
+and queues itself again at once only while there is a backlog; once caught up the next
+sweep brings it back. The dedupe key per time slot keeps one pending run per workspace.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from postwise.analytics import rollup
 from postwise.core import clock
+from postwise.core.settings import get_settings
 from postwise.jobs import queue
 from postwise.jobs.registry import JobContext, task
+from postwise.storage.tables import AnalyticsWatermark, Event, Workspace
 from postwise.storage.tenancy import workspace_of
 
 log = structlog.get_logger(__name__)
 
 ROLLUP = "analytics.rollup"
-PERIOD_SECONDS = 60
+SWEEP = "analytics.rollup_sweep"
+SWEEP_QUEUE = "default"
 BATCH = 50_000
 
 
-def schedule(session: Session, *, seconds: float = PERIOD_SECONDS) -> int:
+def period_seconds() -> int:
+    return max(1, get_settings().analytics_rollup_seconds)
+
+
+def schedule(session: Session, *, seconds: float | None = None) -> int:
+    """Queue a rollup of this (tenant) session's workspace ``seconds`` from now."""
+    seconds = period_seconds() if seconds is None else seconds
     ws = workspace_of(session)
     at = clock.utcnow() + timedelta(seconds=seconds)
     slot = int(at.timestamp()) // max(1, int(seconds) or 1)
@@ -54,4 +70,67 @@ def run_once(session: Session) -> rollup.RollupResult:
 def rollup_job(ctx: JobContext) -> None:
     result = run_once(ctx.session)
     log.info("analytics.rollup", events=result.events, last_event_id=result.last_event_id)
-    schedule(ctx.session, seconds=1 if result.events >= BATCH else PERIOD_SECONDS)
+    if result.events >= BATCH:
+        schedule(ctx.session, seconds=1)  # backlog: the next batch now, not next period
+
+
+def _next_due(now: datetime, seconds: int) -> datetime:
+    """The next multiple of the period after ``now``, so every worker names the same run."""
+    epoch = int(now.timestamp())
+    return datetime.fromtimestamp((epoch // seconds + 1) * seconds, tz=now.tzinfo)
+
+
+def _enqueue_sweep(session: Session, run_at: datetime) -> int:
+    return queue.enqueue(
+        session,
+        SWEEP,
+        {"due": run_at.isoformat()},
+        queue=SWEEP_QUEUE,
+        run_at=run_at,
+        priority=150,
+        max_attempts=3,
+        dedupe_key=f"{SWEEP}:{run_at.isoformat()}",
+    )
+
+
+def ensure_sweep_scheduled(session: Session, *, now: datetime | None = None) -> int:
+    """Enqueue the next sweep unless it exists; returns its job id. Needs a system session."""
+    now = now or clock.utcnow()
+    return _enqueue_sweep(session, _next_due(now, period_seconds()))
+
+
+def workspaces_behind(session: Session) -> list[int]:
+    """Workspaces with an event past their watermark (one index probe each)."""
+    stmt = select(AnalyticsWatermark.workspace_id, AnalyticsWatermark.last_event_id)
+    marks: dict[int, int] = dict(session.execute(stmt).all())
+    behind = []
+    for ws in session.scalars(select(Workspace.id).order_by(Workspace.id)).all():
+        newer = session.scalar(
+            select(Event.id).where(Event.workspace_id == ws, Event.id > marks.get(ws, 0)).limit(1)
+        )
+        if newer is not None:
+            behind.append(ws)
+    return behind
+
+
+@task(SWEEP)
+def sweep(ctx: JobContext) -> None:
+    """Fan out: one ``analytics.rollup`` per workspace with new events, then the next sweep."""
+    now = clock.utcnow()
+    seconds = period_seconds()
+    try:
+        due = datetime.fromisoformat(str(ctx.payload["due"]))
+    except (KeyError, ValueError):
+        due = now
+    workspaces = workspaces_behind(ctx.session)
+    for ws in workspaces:
+        queue.enqueue(
+            ctx.session,
+            ROLLUP,
+            {},
+            workspace_id=ws,
+            priority=150,
+            dedupe_key=f"{ROLLUP}:{ws}:sweep:{due.isoformat()}",
+        )
+    _enqueue_sweep(ctx.session, _next_due(max(due, now), seconds))
+    log.info("analytics.rollup_sweep", workspaces=len(workspaces))

@@ -219,6 +219,7 @@ def _panel(
 
 def _start_worker(db: Database, settings: Settings) -> Worker:
     """The tasks and daily housekeeping of ``postwise worker``, on a thread of this process."""
+    from postwise.analytics import jobs as analytics_jobs
     from postwise.bounces import jobs as bounce_jobs
     from postwise.cli.worker import TASK_MODULES
     from postwise.delivery import service as delivery_service
@@ -235,6 +236,7 @@ def _start_worker(db: Database, settings: Settings) -> Worker:
         retention.ensure_purge_scheduled(session)
         segment_jobs.ensure_sweep_scheduled(session)
         bounce_jobs.ensure_poll_scheduled(session, settings)
+        analytics_jobs.ensure_sweep_scheduled(session)
     worker = Worker(db, settings=settings)
     worker.start_in_thread()
     return worker

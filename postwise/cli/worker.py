@@ -65,6 +65,7 @@ def worker(
     metrics_host: str = typer.Option("127.0.0.1", "--metrics-host"),
 ) -> None:
     """Run background jobs until SIGTERM or Ctrl-C (the job in hand is finished first)."""
+    from postwise.analytics import jobs as analytics_jobs
     from postwise.bounces import jobs as bounce_jobs
     from postwise.jobs import builtin
     from postwise.jobs.runner import Worker
@@ -84,6 +85,7 @@ def worker(
                 bounce_jobs.ensure_poll_scheduled(session)
                 workflow_jobs.ensure_scheduled(session)
                 workflow_jobs.ensure_dates_scheduled(session)
+                analytics_jobs.ensure_sweep_scheduled(session)
     except SQLAlchemyError as exc:
         fail(f"cannot use the job table ({type(exc).__name__}); run `postwise db upgrade` first")
     if metrics_port:

@@ -62,6 +62,11 @@ class Settings(BaseSettings):
         default=15, ge=1, description="Time-dependent segments are refreshed this often."
     )
 
+    # Analytics (docs/analytics.md): how often the worker folds new events into the rollups.
+    analytics_rollup_seconds: int = Field(
+        default=60, ge=1, description="Seconds between rollups of each workspace's new events."
+    )
+
     # Delivery (docs/delivery.md): how mail leaves. capture writes .eml files and sends nothing.
     delivery_transport: Literal["capture", "relay", "mx"] = "capture"
     capture_dir: Path | None = Field(

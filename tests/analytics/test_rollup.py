@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from postwise.analytics import jobs, report, rollup
 from postwise.storage.database import Database
-from postwise.storage.tables import AnalyticsWatermark, Event
+from postwise.storage.tables import AnalyticsWatermark, Event, Job
 
 from .conftest import EXPECTED, T0, World, email_event, standard_events
 
@@ -102,7 +102,7 @@ def test_safe_horizon_stops_at_an_unsettled_id_and_counts_it_later(
     assert _totals(db, world)["sent"] == 3
 
 
-def test_the_job_rolls_up_and_reschedules_itself(db: Database, world: World) -> None:
+def test_the_job_rolls_up(db: Database, world: World) -> None:
     from postwise.jobs.runner import Worker
 
     with db.tenant(world.ws) as s:
@@ -123,3 +123,47 @@ def test_reports_of_one_workspace_never_see_another(db: Database, world: World) 
 
     with pytest.raises(NotFound), db.tenant(world.other_ws) as s:
         report.campaign_report(s, world.campaign_id)
+
+
+def test_a_worker_rolls_up_a_new_workspace_without_being_asked(db: Database, world: World) -> None:
+    from postwise.core import clock
+    from postwise.jobs.runner import Worker
+
+    with db.tenant(world.ws) as s:
+        s.add_all(standard_events(world))
+    period = timedelta(seconds=jobs.period_seconds())
+    with db.system() as s:  # what `postwise worker` and `postwise run` do at start
+        jobs.ensure_sweep_scheduled(s, now=clock.utcnow() - period)  # so it is due now
+    Worker(db, worker_id="analytics-sweep-test").run_until_idle()
+    _check(_totals(db, world))
+    with db.system() as s:
+        rollups = s.scalars(select(Job).where(Job.task == jobs.ROLLUP)).all()
+        assert [j.workspace_id for j in rollups] == [world.ws]  # not the idle workspace
+        [pending] = s.scalars(
+            select(Job).where(Job.task == jobs.SWEEP, Job.status == "queued")
+        ).all()
+        assert pending.run_at > clock.utcnow()  # the chain goes on, once
+
+
+def test_one_sweep_per_period_however_many_workers_start(db: Database) -> None:
+    from postwise.core import clock
+
+    now = clock.utcnow()
+    with db.system() as s:
+        first = jobs.ensure_sweep_scheduled(s, now=now)
+        assert jobs.ensure_sweep_scheduled(s, now=now) == first
+        [sweep] = s.scalars(select(Job).where(Job.task == jobs.SWEEP)).all()
+    assert now < sweep.run_at <= now + timedelta(seconds=jobs.period_seconds())
+
+
+def test_only_workspaces_past_their_watermark_are_behind(db: Database, world: World) -> None:
+    with db.system() as s:
+        assert jobs.workspaces_behind(s) == []
+    with db.tenant(world.ws) as s:
+        s.add(email_event(world, world.contacts[0], "Email Sent"))
+    with db.system() as s:
+        assert jobs.workspaces_behind(s) == [world.ws]
+    with db.tenant(world.ws) as s:
+        rollup.roll_up(s, now=NOW)
+    with db.system() as s:
+        assert jobs.workspaces_behind(s) == []
