@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 from postwise.core.clock import utcnow
 from postwise.core.errors import NotFound
 from postwise.core.pagination import Page, check_limit, decode_cursor, encode_cursor
-from postwise.segments import catalog
+from postwise.segments import catalog, changes
 from postwise.segments.compiler import compile_members
 from postwise.segments.evaluator import evaluate
 from postwise.segments.facts import load_facts
@@ -149,6 +149,10 @@ def _enter(
         done = sorted(int(c) for c in connection.execute(stmt, rows).scalars())
         if done:
             connection.execute(insert(_EVENTS), _events(segment, ENTERED, done, now))
+            # Workflows trigger on these events; the note routes them like tracked ones.
+            changes.note(
+                session, done, [changes.event_key(ENTERED)], workspace_id=segment.workspace_id
+            )
         entered.extend(done)
     return entered
 
@@ -163,6 +167,9 @@ def _exit(
         done = sorted(int(c) for c in found.scalars())
         if done:
             connection.execute(insert(_EVENTS), _events(segment, EXITED, done, now))
+            changes.note(
+                session, done, [changes.event_key(EXITED)], workspace_id=segment.workspace_id
+            )
         exited.extend(done)
     return exited
 
