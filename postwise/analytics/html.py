@@ -122,7 +122,9 @@ def render(report: CampaignReport) -> str:
         ("Click rate (human)", _pct(k["click_rate"])),
         ("Click-to-open", _pct(k["click_to_open"])),
         ("Machine opens", f"{int(t['opens_machine']):,}"),
+        ("Conversion rate", _pct(k["conversion_rate"])),
         ("Revenue", f"{t['revenue']:,.2f}"),
+        ("Revenue / recipient", f"{k['revenue_per_recipient'] or 0:,.2f}"),
     ]
     domain_rows = sorted(report.breakdowns["domain"], key=lambda r: -r.counters["sent"])[:25]
     domains = "".join(

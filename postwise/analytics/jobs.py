@@ -24,7 +24,7 @@ from postwise.core import clock
 from postwise.core.settings import get_settings
 from postwise.jobs import queue
 from postwise.jobs.registry import JobContext, task
-from postwise.storage.tables import AnalyticsWatermark, Event, Workspace
+from postwise.storage.tables import AnalyticsWatermark, CampaignAttribution, Event, Workspace
 from postwise.storage.tenancy import workspace_of
 
 log = structlog.get_logger(__name__)
@@ -57,10 +57,12 @@ def schedule(session: Session, *, seconds: float | None = None) -> int:
 
 
 def run_once(session: Session) -> rollup.RollupResult:
-    """One batch plus the engagement of the contacts it touched; also what the job runs."""
+    """One batch of events and one of attributions (one transaction) plus the engagement
+    of the contacts it touched; also what the job and ``postwise report rollup`` run."""
     from postwise.analytics import engagement
 
     result = rollup.roll_up(session, limit=BATCH)
+    rollup.fold_attributions(session, limit=BATCH)
     if result.contacts:
         engagement.rescore(session, sorted(result.contacts))
     return result
@@ -100,14 +102,25 @@ def ensure_sweep_scheduled(session: Session, *, now: datetime | None = None) -> 
 
 
 def workspaces_behind(session: Session) -> list[int]:
-    """Workspaces with an event past their watermark (one index probe each)."""
+    """Workspaces with an event or attribution past their watermarks (index probes)."""
     stmt = select(AnalyticsWatermark.workspace_id, AnalyticsWatermark.last_event_id)
     marks: dict[int, int] = dict(session.execute(stmt).all())
+    stmt = select(AnalyticsWatermark.workspace_id, AnalyticsWatermark.last_attribution_id)
+    conversion_marks: dict[int, int] = dict(session.execute(stmt).all())
     behind = []
     for ws in session.scalars(select(Workspace.id).order_by(Workspace.id)).all():
         newer = session.scalar(
             select(Event.id).where(Event.workspace_id == ws, Event.id > marks.get(ws, 0)).limit(1)
         )
+        if newer is None:
+            newer = session.scalar(
+                select(CampaignAttribution.id)
+                .where(
+                    CampaignAttribution.workspace_id == ws,
+                    CampaignAttribution.id > conversion_marks.get(ws, 0),
+                )
+                .limit(1)
+            )
         if newer is not None:
             behind.append(ws)
     return behind

@@ -39,6 +39,7 @@ class Totals:
             "click_rate": _rate(c["unique_clicks_human"], delivered),
             "click_to_open": _rate(c["unique_clicks_human"], c["unique_opens_human"]),
             "conversion_rate": _rate(c["conversions"], delivered),
+            "revenue_per_recipient": _rate(c["revenue"], delivered),
             "bounce_rate": _rate(c["bounced_hard"] + c["bounced_soft"], c["sent"]),
             "unsubscribe_rate": _rate(c["unsubscribes"], delivered),
             "complaint_rate": _rate(c["complaints"], delivered),

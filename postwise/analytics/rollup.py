@@ -29,6 +29,7 @@ from postwise.storage.tables import (
     AnalyticsFirstSeen,
     AnalyticsRollup,
     AnalyticsWatermark,
+    CampaignAttribution,
     CampaignRecipient,
     Event,
 )
@@ -82,7 +83,13 @@ def _watermark(session: Session, ws: int) -> AnalyticsWatermark:
     if mark is None:
         session.execute(
             _insert(session)(AnalyticsWatermark.__table__)
-            .values(workspace_id=ws, last_event_id=0, events_rolled=0, updated_at=clock.utcnow())
+            .values(
+                workspace_id=ws,
+                last_event_id=0,
+                events_rolled=0,
+                last_attribution_id=0,
+                updated_at=clock.utcnow(),
+            )
             .on_conflict_do_nothing(index_elements=["workspace_id"])
         )
         mark = session.execute(stmt).scalar_one()
@@ -261,3 +268,86 @@ def _upsert(session: Session, ws: int, counters: dict[Key, dict[str, float]]) ->
     )
     for start in range(0, len(values), 5000):  # executemany: compiled once, batched
         session.execute(stmt, values[start : start + 5000])
+
+
+def fold_attributions(
+    session: Session,
+    *,
+    lag: timedelta = DEFAULT_LAG,
+    limit: int = 50_000,
+    now: datetime | None = None,
+) -> int:
+    """Add the next settled attributions to ``conversions`` and ``revenue``; returns how many.
+
+    Same exactly-once pattern as the events: the attribution watermark moves in the
+    caller's transaction with the counters, and only the contiguous id prefix whose
+    ``created_at`` is older than ``lag`` is read (ids are taken before commit). A
+    conversion lands in the hour it happened, on the campaign and on the recipient's
+    variant, domain, company and segment/list from the audience snapshot.
+    """
+    ws = workspace_of(session)
+    mark = _watermark(session, ws)
+    horizon = (now or clock.utcnow()) - lag
+    rows = session.execute(
+        select(
+            CampaignAttribution.id,
+            CampaignAttribution.campaign_id,
+            CampaignAttribution.campaign_key,
+            CampaignAttribution.contact_id,
+            CampaignAttribution.variant,
+            CampaignAttribution.revenue,
+            CampaignAttribution.converted_at,
+            CampaignAttribution.created_at,
+        )
+        .where(
+            CampaignAttribution.workspace_id == ws,
+            CampaignAttribution.id > mark.last_attribution_id,
+        )
+        .order_by(CampaignAttribution.id)
+        .limit(limit)
+    ).all()
+    settled = []
+    for row in rows:
+        if row.created_at > horizon:
+            break  # the safe horizon, as for events
+        settled.append(row)
+    if not settled:
+        return 0
+    recipients: dict[tuple[int, int], Any] = {}
+    pairs = sorted({(int(r.campaign_id), int(r.contact_id)) for r in settled})
+    for campaign_id in sorted({c for c, _ in pairs}):
+        contacts = [k for c, k in pairs if c == campaign_id]
+        for start in range(0, len(contacts), 5000):  # bounded parameters
+            for rc in session.execute(
+                select(
+                    CampaignRecipient.contact_id,
+                    CampaignRecipient.domain,
+                    CampaignRecipient.variant,
+                    CampaignRecipient.company_id,
+                    CampaignRecipient.source_kind,
+                    CampaignRecipient.source_id,
+                ).where(
+                    CampaignRecipient.workspace_id == ws,
+                    CampaignRecipient.campaign_id == campaign_id,
+                    CampaignRecipient.contact_id.in_(contacts[start : start + 5000]),
+                )
+            ):
+                recipients[(campaign_id, int(rc.contact_id))] = rc
+    counters: dict[Key, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for r in settled:
+        rcpt = recipients.get((int(r.campaign_id), int(r.contact_id)))
+        dims = _dimensions(r.campaign_key, {}, rcpt)
+        if rcpt is None and r.variant:
+            dims.append(("variant", r.variant))
+        at = hour(r.converted_at)
+        for dim, dim_id in dims:
+            cell = counters[(r.campaign_key, dim, dim_id, bucket_of(dim, at))]
+            cell["conversions"] += 1
+            cell["revenue"] += float(r.revenue or 0.0)
+    _upsert(session, ws, counters)
+    session.execute(
+        update(AnalyticsWatermark)
+        .where(AnalyticsWatermark.workspace_id == ws)
+        .values(last_attribution_id=int(settled[-1].id), updated_at=clock.utcnow())
+    )
+    return len(settled)

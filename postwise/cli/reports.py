@@ -63,8 +63,12 @@ def campaign_command(
             f"{int(t[f'unique_{what}_human']):,}",
             f"{int(t[f'unique_{what}_machine']):,}",
         )
+    table.add_row("revenue", f"{t['revenue']:,.2f}", "")
     for name, value in result.kpis.items():
-        table.add_row(name.replace("_", " "), "-" if value is None else f"{value * 100:.2f}%", "")
+        shown = "-" if value is None else f"{value * 100:.2f}%"
+        if name == "revenue_per_recipient":  # money, not a share
+            shown = f"{value or 0:,.2f}"
+        table.add_row(name.replace("_", " "), shown, "")
     console.print(table)
 
 

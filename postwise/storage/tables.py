@@ -1080,6 +1080,8 @@ class AnalyticsWatermark(WorkspaceOwned, Base):
     last_event_id: Mapped[int] = mapped_column(BigInteger, default=0)
     last_received_at: Mapped[datetime | None] = mapped_column(default=None)
     events_rolled: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Conversions are folded from campaign_attributions by their own id watermark.
+    last_attribution_id: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

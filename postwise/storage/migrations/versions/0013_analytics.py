@@ -94,6 +94,7 @@ def upgrade() -> None:
         sa.Column("last_event_id", sa.BigInteger(), nullable=False),
         sa.Column("last_received_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("events_rolled", sa.BigInteger(), nullable=False),
+        sa.Column("last_attribution_id", sa.BigInteger(), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column(
             "workspace_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
