@@ -40,6 +40,7 @@ CLICKED = "Email Clicked"
 SIMPLE = {
     "Email Sent": "sent",
     "Email Delivered": "delivered",
+    "Email Deferred": "deferred",  # once per message (outbox.mark_deferred)
     "Email Complained": "complaints",
     "Unsubscribed": "unsubscribes",
 }

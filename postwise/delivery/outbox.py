@@ -406,7 +406,9 @@ def mark_deferred(
     transport: str,
     message_id: str | None = None,
 ) -> bool:
-    return _settle(
+    """A 4xx: retried later. The first deferral of a message writes ``Email Deferred``
+    (later ones are no-ops by its ``message_id``), so reports count messages deferred."""
+    if not _settle(
         session,
         row,
         {
@@ -417,7 +419,11 @@ def mark_deferred(
             "reason": "deferred",
             "message_id": message_id,
         },
-    )
+    ):
+        return False
+    props = {"reply": reply, "transport": transport, "attempt": row.attempt}
+    _event(session, row, "Email Deferred", "deferred", props)
+    return True
 
 
 def mark_bounced(
