@@ -83,6 +83,32 @@ def rescore(session: Session, contact_ids: Sequence[int], *, now: datetime | Non
     _mirror(session, ws, values, postgres)
 
 
+STALE_AFTER = timedelta(days=1)
+
+
+def stale_contacts(session: Session, *, now: datetime, limit: int) -> list[int]:
+    """Contacts whose stored score is older than ``STALE_AFTER`` and not yet 0: decay
+    without new touches is only seen when someone rescores them (a score of 0 can only
+    rise again through an event, which the rollup rescores anyway)."""
+    return [
+        int(c)
+        for c in session.scalars(
+            select(ContactEngagement.contact_id)
+            .where(ContactEngagement.scored_at < now - STALE_AFTER, ContactEngagement.score > 0)
+            .order_by(ContactEngagement.scored_at, ContactEngagement.contact_id)
+            .limit(limit)
+        )
+    ]
+
+
+def rescore_stale(session: Session, *, now: datetime | None = None, limit: int = 5000) -> int:
+    """Rescore one batch of stale contacts; returns how many (the job repeats while full)."""
+    now = now or clock.utcnow()
+    contacts = stale_contacts(session, now=now, limit=limit)
+    rescore(session, contacts, now=now)
+    return len(contacts)
+
+
 def _mirror(session: Session, ws: int, values: list[dict[str, Any]], postgres: bool) -> None:
     """Copy each score into ``contacts.attributes`` so segments read it (analytics/fields.py)."""
     for v in values:

@@ -24,7 +24,13 @@ from postwise.core import clock
 from postwise.core.settings import get_settings
 from postwise.jobs import queue
 from postwise.jobs.registry import JobContext, task
-from postwise.storage.tables import AnalyticsWatermark, CampaignAttribution, Event, Workspace
+from postwise.storage.tables import (
+    AnalyticsWatermark,
+    CampaignAttribution,
+    ContactEngagement,
+    Event,
+    Workspace,
+)
 from postwise.storage.tenancy import workspace_of
 
 log = structlog.get_logger(__name__)
@@ -126,6 +132,43 @@ def workspaces_behind(session: Session) -> list[int]:
     return behind
 
 
+RESCORE = "analytics.rescore_stale"
+RESCORE_BATCH = 5000
+
+
+@task(RESCORE)
+def rescore_job(ctx: JobContext) -> None:
+    """Decay without touches: rescore contacts not scored for a day, a batch per run."""
+    from postwise.analytics import engagement
+
+    done = engagement.rescore_stale(ctx.session, limit=RESCORE_BATCH)
+    log.info("analytics.rescore_stale", contacts=done)
+    if done >= RESCORE_BATCH:
+        ws = workspace_of(ctx.session)
+        queue.enqueue(
+            ctx.session,
+            RESCORE,
+            {},
+            workspace_id=ws,
+            priority=600,
+            dedupe_key=f"{RESCORE}:{ws}:{ctx.job_id}",
+        )
+
+
+def _queue_daily_rescores(session: Session, now: datetime) -> None:
+    """Once per UTC day per workspace with scores: the dedupe key names the day."""
+    day = now.date().isoformat()
+    for ws in session.scalars(select(ContactEngagement.workspace_id).distinct()).all():
+        queue.enqueue(
+            session,
+            RESCORE,
+            {},
+            workspace_id=int(ws),
+            priority=600,
+            dedupe_key=f"{RESCORE}:{ws}:{day}",
+        )
+
+
 @task(SWEEP)
 def sweep(ctx: JobContext) -> None:
     """Fan out: one ``analytics.rollup`` per workspace with new events, then the next sweep."""
@@ -145,5 +188,6 @@ def sweep(ctx: JobContext) -> None:
             priority=150,
             dedupe_key=f"{ROLLUP}:{ws}:sweep:{due.isoformat()}",
         )
+    _queue_daily_rescores(ctx.session, now)
     _enqueue_sweep(ctx.session, _next_due(max(due, now), seconds))
     log.info("analytics.rollup_sweep", workspaces=len(workspaces))

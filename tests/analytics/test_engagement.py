@@ -76,3 +76,32 @@ def test_the_rollup_job_rescores_contacts_it_touched(db: Database, world: World)
         assert result.contacts == frozenset({c[2]})
     with db.tenant(world.ws) as s:
         assert engagement.score_of(s, c[2]) == pytest.approx(3.0, rel=1e-3)
+
+
+def test_stale_scores_decay_without_touches_through_the_daily_rescore(
+    db: Database, world: World
+) -> None:
+    from sqlalchemy import select
+
+    from postwise.jobs.runner import Worker
+    from postwise.storage.tables import ContactEngagement
+
+    now = clock.utcnow()
+    c = world.contacts
+    with db.tenant(world.ws) as s:
+        s.add(email_event(world, c[0], "Email Clicked", at=now - timedelta(days=3), machine=False))
+        s.add(email_event(world, c[1], "Email Opened", at=now - timedelta(hours=2), machine=False))
+        engagement.rescore(s, [c[0]], now=now - timedelta(days=2))  # scored 2 days ago
+        engagement.rescore(s, [c[1]], now=now)  # fresh: not stale
+        engagement.rescore(s, [c[2]], now=now - timedelta(days=5))  # 0: nothing to decay
+        assert engagement.stale_contacts(s, now=now, limit=10) == [c[0]]
+    period = timedelta(seconds=jobs.period_seconds())
+    with db.system() as s:
+        jobs.ensure_sweep_scheduled(s, now=now - period)
+    Worker(db, worker_id="analytics-rescore-test").run_until_idle()
+    with db.tenant(world.ws) as s:
+        score = engagement.score_of(s, c[0])
+        assert score == pytest.approx(engagement.decayed(3.0, timedelta(days=3)), rel=1e-3)
+        assert engagement.stale_contacts(s, now=clock.utcnow(), limit=10) == []
+        zero = s.scalars(select(ContactEngagement).where(ContactEngagement.contact_id == c[2]))
+        assert clock.as_utc(zero.one().scored_at) < now - timedelta(days=4)  # left alone
