@@ -36,12 +36,11 @@ from postwise.bounces import policy, tying
 from postwise.bounces.report import Kind, ParsedMessage, RecipientOutcome
 from postwise.contacts.actions import find_contact_by_email
 from postwise.core import clock
-from postwise.core.errors import ValidationFailed
 from postwise.core.settings import Settings
 from postwise.delivery.outbox import Claimed
 from postwise.delivery.transports.base import RecipientResult
 from postwise.privacy.hashing import AddressHasher
-from postwise.privacy.suppression import ADDRESS_HASH, is_suppressed
+from postwise.privacy.suppression import ERASED, suppressed_among
 from postwise.segments import changes as segment_changes
 from postwise.storage.database import Database
 from postwise.storage.tables import BounceRecord, Event, InboundMessage, OutboxMessage
@@ -239,15 +238,8 @@ def record_parsed(
 
 def _erased_among(session: Session, ctx: Context, addresses: Sequence[str]) -> set[str]:
     """Addresses of people erased from this workspace: only their keyed hash remains."""
-    erased: set[str] = set()
-    for address in addresses:
-        try:
-            hit = is_suppressed(session, address, hasher=ctx.hasher)
-        except ValidationFailed:
-            continue
-        if hit is not None and hit.kind == ADDRESS_HASH:
-            erased.add(address)
-    return erased
+    found = suppressed_among(session, addresses, hasher=ctx.hasher)
+    return {address for address, reason in found.items() if reason == ERASED}
 
 
 def _forget(inbound: InboundMessage, erased: set[str]) -> None:
