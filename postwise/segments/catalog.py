@@ -4,7 +4,9 @@ Membership work (a refresh, a contact's re-evaluation) needs each active segment
 parsed definition and what it references. The whole catalog is cached per process by
 (workspace, stamp): the stamp is one aggregate over the workspace's segment rows (count,
 highest id, sum of versions, latest ``updated_at``, how many are active, total name
-length), which every save, pause, rename, creation and deletion changes. So a steady
+length), which every save, pause, rename, creation and deletion changes, and over its
+attribute declarations (a parsed definition holds the declared type of each attribute it
+names; a type is changed by deleting and declaring again). So a steady
 stream of events costs one small indexed aggregate per job, not a read of every
 definition; a stale entry is never used. ``load`` returns the segments so that every
 segment comes after the segments it references (cycles are refused when a definition is
@@ -28,7 +30,7 @@ from postwise.segments import changes
 from postwise.segments.context import load_context
 from postwise.segments.definition import Definition, InvalidSegment, parse_definition
 from postwise.segments.references import References, references
-from postwise.storage.tables import Segment
+from postwise.storage.tables import AttributeDefinition, Segment
 from postwise.storage.tenancy import workspace_of
 
 log = structlog.get_logger(__name__)
@@ -161,6 +163,26 @@ def _rows(session: Session) -> list[Any]:
     return list(found)
 
 
+_ATTRIBUTES = cast(Table, AttributeDefinition.__table__)
+# A parsed definition holds the declared type of each custom attribute it names, so a type
+# declared anew (an attribute deleted and defined again) must change the stamp too: the
+# attribute ids and, weighted by id, their types (SQLite may reuse a deleted highest id).
+_TYPE_CODE = case(
+    (_ATTRIBUTES.c.type == "string", 1),
+    (_ATTRIBUTES.c.type == "number", 2),
+    (_ATTRIBUTES.c.type == "boolean", 3),
+    (_ATTRIBUTES.c.type == "date", 4),
+    (_ATTRIBUTES.c.type == "list", 5),
+    else_=6,
+)
+_ATTRIBUTE_STAMP = [
+    select(value).where(_ATTRIBUTES.c.workspace_id == bindparam("workspace_id")).scalar_subquery()
+    for value in (
+        func.count(),
+        func.max(_ATTRIBUTES.c.id),
+        func.sum(_ATTRIBUTES.c.id * _TYPE_CODE),
+    )
+]
 _STAMP = select(
     func.count(),
     func.max(_SEGMENTS.c.id),
@@ -168,6 +190,7 @@ _STAMP = select(
     func.max(_SEGMENTS.c.updated_at),
     func.sum(case((_SEGMENTS.c.status == "active", 1), else_=0)),
     func.sum(func.length(_SEGMENTS.c.name)),
+    *_ATTRIBUTE_STAMP,
 ).where(_SEGMENTS.c.workspace_id == bindparam("workspace_id"))
 
 
@@ -180,7 +203,10 @@ _generations: dict[int, int] = {}
 @event.listens_for(Segment, "after_insert")
 @event.listens_for(Segment, "after_update")
 @event.listens_for(Segment, "after_delete")
-def _saved(_mapper: Any, _connection: Any, target: Segment) -> None:
+@event.listens_for(AttributeDefinition, "after_insert")
+@event.listens_for(AttributeDefinition, "after_update")
+@event.listens_for(AttributeDefinition, "after_delete")
+def _saved(_mapper: Any, _connection: Any, target: Segment | AttributeDefinition) -> None:
     _generations[target.workspace_id] = _generations.get(target.workspace_id, 0) + 1
 
 

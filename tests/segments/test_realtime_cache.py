@@ -48,7 +48,7 @@ def test_the_catalog_is_read_again_only_when_a_segment_changes(db: Database) -> 
         assert [x.id for x in catalog.load(s)] == [first.id, first.id + 1]
         with statements(db) as seen:
             catalog.load(s)
-        assert len(seen) == 1 and "definition" not in seen[0]  # the stamp only
+        assert len(seen) == 1 and "segments.definition" not in seen[0]  # the stamp only
     with db.tenant(ws) as s:
         store.update_segment(s, first.id, {"status": "paused"})
     with db.tenant(ws) as s:
@@ -131,3 +131,41 @@ def test_opens_no_segment_names_cost_the_pixel_no_segment_query(
     assert [q for q in seen if "FROM segments" in q]
     with db.system() as s:
         assert s.scalar(select(Event.id).where(Event.name == "Email Opened")) is not None
+
+
+def test_an_attribute_declared_again_with_another_type_is_parsed_anew(db: Database) -> None:
+    from postwise.contacts.attributes import define_attribute
+    from postwise.storage.tables import AttributeDefinition
+
+    with db.system() as s:
+        ws = create_workspace(s, "Acme").workspace_id
+    with db.tenant(ws) as s:
+        define_attribute(s, "contact", "tier", "number")
+        [ann] = upsert_contacts(
+            s, [{"email": "ann@corp.example", "attributes": {"tier": 7}}], source="api"
+        )
+        high = {"field": "contact.attributes.tier", "op": "gt", "value": 3}
+        segment = store.create_segment(s, store.SegmentInput("High tier", high), refresh=False)
+    with db.tenant(ws) as s:
+        [loaded] = catalog.load(s)
+        assert loaded.definition.field("contact.attributes.tier").type.value == "number"
+    # Another process deletes the declaration and declares it again as text (no ORM event
+    # reaches this process; on SQLite the new row even takes the deleted id back).
+    table = AttributeDefinition.__table__
+    with db.engine.begin() as conn:
+        conn.execute(table.delete().where(table.c.workspace_id == ws))
+        conn.execute(
+            table.insert().values(
+                workspace_id=ws, entity="contact", name="tier", type="string", description=""
+            )
+        )
+    with db.tenant(ws) as s:
+        assert catalog.load(s) == []  # "gt 3" no longer parses against a text attribute
+        assert membership.reevaluate(s, {ann.contact_id: {"field:contact.attributes.tier"}}) == []
+        assert membership.current_members(s, segment.id) == set()
+    with db.engine.begin() as conn:  # and back to a number: parsed anew and used again
+        conn.execute(table.update().where(table.c.workspace_id == ws).values(type="number"))
+    with db.tenant(ws) as s:
+        [loaded] = catalog.load(s)
+        moves = membership.reevaluate(s, {ann.contact_id: {"field:contact.attributes.tier"}})
+        assert [m.entered for m in moves] == [[ann.contact_id]]
