@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from postwise.core import clock
-from postwise.core.errors import ValidationFailed
+from postwise.core.errors import Conflict, NotFound, ValidationFailed
 from postwise.segments import changes as segment_changes
 from postwise.storage.tables import Contact, ContactChange, OutboxMessage, Workspace
 from postwise.storage.tenancy import workspace_of
@@ -65,6 +65,70 @@ def define_topics(session: Session, topics: Mapping[str, str]) -> dict[str, str]
     assert workspace is not None
     workspace.settings = {**(workspace.settings or {}), TOPICS_SETTING: dict(topics)}
     return dict(topics)
+
+
+def _check_topic(key: str, name: str) -> None:
+    if not _TOPIC_KEY_RE.match(key):
+        raise ValidationFailed(
+            "a topic key is 1-64 of a-z, 0-9, '_' and '-', starting with a letter or digit",
+            code="invalid_topic",
+            field="key",
+        )
+    if not name.strip() or len(name) > 200:
+        raise ValidationFailed(
+            "a topic needs a name of 1-200 characters", code="invalid_topic_name", field="name"
+        )
+
+
+def _locked_workspace(session: Session) -> Workspace:
+    """The workspace row, locked: two writers of its topics must not lose each other's."""
+    workspace = session.get(Workspace, workspace_of(session), with_for_update=True)
+    assert workspace is not None
+    return workspace
+
+
+def _store_topics(workspace: Workspace, topics: Mapping[str, str]) -> None:
+    workspace.settings = {**(workspace.settings or {}), TOPICS_SETTING: dict(topics)}
+
+
+def get_topic(session: Session, key: str) -> tuple[str, str]:
+    topics = workspace_topics(session)
+    if key not in topics:
+        raise NotFound(f"topic {key!r} does not exist", field="key")
+    return key, topics[key]
+
+
+def create_topic(session: Session, key: str, name: str) -> tuple[str, str]:
+    """Add one topic; 409 ``topic_exists`` if the key is taken (rename with ``rename_topic``)."""
+    _check_topic(key, name)
+    workspace = _locked_workspace(session)
+    topics = workspace_topics(session)
+    if key in topics:
+        raise Conflict(f"topic {key!r} already exists", code="topic_exists", field="key")
+    _store_topics(workspace, {**topics, key: name.strip()})
+    return key, name.strip()
+
+
+def rename_topic(session: Session, key: str, name: str) -> tuple[str, str]:
+    """Change a topic's display name; its key (what messages and opt-outs name) stays."""
+    workspace = _locked_workspace(session)
+    topics = workspace_topics(session)
+    if key not in topics:
+        raise NotFound(f"topic {key!r} does not exist", field="key")
+    _check_topic(key, name)
+    _store_topics(workspace, {**topics, key: name.strip()})
+    return key, name.strip()
+
+
+def delete_topic(session: Session, key: str) -> None:
+    """Remove a topic. Queued messages naming it still honour opt-outs stored under it
+    (the screen reads the contact's attribute, not the topic list); new sends naming it
+    are refused with ``unknown_topic``."""
+    workspace = _locked_workspace(session)
+    topics = workspace_topics(session)
+    if key not in topics:
+        raise NotFound(f"topic {key!r} does not exist", field="key")
+    _store_topics(workspace, {k: v for k, v in topics.items() if k != key})
 
 
 def check_topic(session: Session, topic: str | None) -> None:

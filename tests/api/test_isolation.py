@@ -41,6 +41,7 @@ from postwise.contacts.attributes import define_attribute
 from postwise.contacts.companies import create_company
 from postwise.contacts.lists import ConsentInput, create_list, subscribe
 from postwise.delivery import outbox
+from postwise.delivery.preferences import create_topic
 from postwise.messages.store import TemplateInput, create_template
 from postwise.segments.membership import refresh as refresh_segment
 from postwise.segments.store import SegmentInput, create_segment
@@ -169,6 +170,8 @@ def seed(db: Database, tag: str) -> Seed:
         people = create_segment(s, SegmentInput(f"{out.lists[0]} people", PEOPLE), refresh=False)
         refresh_segment(s, people.id)
         people_id = people.id
+        topic_key = f"{tag}-news"
+        create_topic(s, topic_key, f"{tag} news")
     out.ids = {
         "contact_id": ann,
         "company_id": company.id,
@@ -184,6 +187,7 @@ def seed(db: Database, tag: str) -> Seed:
         "block_id": block.id,
         "alert_id": alert.id,
         "segment_id": people_id,
+        "topic_key": topic_key,
     }
     with db.tenant(ws.workspace_id) as s:
         out.ids["workflow_id"] = create_workflow(
@@ -263,6 +267,10 @@ BODIES: dict[tuple[str, str], Callable[[Seed, Seed], list[Probe]]] = {
         Probe({"contact_id": b.ids["contact_id"], "template": INLINE}, names_b=True),
     ],
     ("POST", "/api/lists/{list_id}/send"): lambda a, b: [Probe({"template": INLINE})],
+    ("POST", "/api/topics"): lambda a, b: [
+        Probe({"key": b.ids["topic_key"], "name": "Mallory"}, created(201))
+    ],
+    ("PATCH", "/api/topics/{topic_key}"): lambda a, b: [Probe({"name": "Mallory"})],
     ("POST", "/api/contacts/{contact_id}/readmit"): lambda a, b: [
         Probe({"source": "api", "text": "yes, again"})
     ],

@@ -22,6 +22,7 @@ from postwise.api.routes import (
     segments,
     snippet,
     templates,
+    topics,
     tracking,
     unsubscribe,
     workflows,
@@ -44,6 +45,7 @@ ROUTERS.append(workspace.router)
 ROUTERS.append(snippet.router)
 ROUTERS.append(tracking.router)
 ROUTERS.append(messages.router)
+ROUTERS.append(topics.router)
 ROUTERS.append(unsubscribe.router)
 ROUTERS.append(email_tracking.router)
 ROUTERS.append(bounces.router)
