@@ -856,6 +856,22 @@ class WebhookDelivery(WorkspaceOwned, Base):
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
+class WorkflowRoutedEvent(WorkspaceOwned, Base):
+    """An event the ``workflows.route`` job has handed to workflows (migration 0014).
+
+    The job claims events by inserting their ids (``ON CONFLICT DO NOTHING``), so each
+    event of a batch is routed once, whichever route job sees it first; rows go with the
+    event (retention, erasure).
+    """
+
+    __tablename__ = "workflow_routed_events"
+
+    event_id: Mapped[int] = mapped_column(
+        BigID, ForeignKey("events.id", ondelete="CASCADE"), primary_key=True
+    )
+    routed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 # --- Campaigns (docs/campaigns.md) ---------------------------------------------------------
 
 
