@@ -1122,3 +1122,26 @@ class ContactEngagement(WorkspaceOwned, Base):
     contact_id: Mapped[int] = mapped_column(BigID, ForeignKey("contacts.id", ondelete="CASCADE"))
     score: Mapped[float] = mapped_column(Float, default=0.0)
     scored_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AnalyticsUplift(WorkspaceOwned, Base):
+    """The last computed CLTV uplift for one (event, revenue property, window) (migration
+    0015, docs/analytics.md): reports read this row instead of scanning events."""
+
+    __tablename__ = "analytics_uplift"
+    __table_args__ = (
+        UniqueConstraint(
+            "workspace_id",
+            "event",
+            "revenue_property",
+            "window_days",
+            name="uq_analytics_uplift_params",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    event: Mapped[str] = mapped_column(String(255))
+    revenue_property: Mapped[str] = mapped_column(String(255))
+    window_days: Mapped[int] = mapped_column(Integer)
+    computed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -50,7 +50,7 @@ def upgrade() -> None:
             "event",
             "revenue_property",
             "window_days",
-            name=op.f("uq_analytics_uplift_workspace_id_event_revenue_property_window_days"),
+            name="uq_analytics_uplift_params",
         ),
     )
 
