@@ -132,7 +132,7 @@ class Contact(WorkspaceOwned, Base):
         ),
         Index("ix_contacts_ws_company", "workspace_id", "company_id"),
         Index("ix_contacts_ws_domain", "workspace_id", "email_domain"),
-        Index("ix_contacts_ws_status", "workspace_id", "status"),
+        # No index on status (migration 0016): a handful of values, it only slowed writes.
         Index("ix_contacts_ws_updated", "workspace_id", "updated_at"),
     )
 
@@ -236,6 +236,20 @@ class ContactChange(WorkspaceOwned, Base):
     kind: Mapped[str] = mapped_column(String(32))  # created | updated | subscribed | ...
     source: Mapped[str] = mapped_column(String(16))  # api | import | cli | tracking | system
     changes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ContactChangeBatch(WorkspaceOwned, Base):
+    """Contacts a CSV import created in one batch, recorded once for all of them: each
+    carries ``at`` as its ``created_at``, which is how its timeline finds this entry."""
+
+    __tablename__ = "contact_change_batches"
+    __table_args__ = (Index("ix_contact_change_batches_ws_at", "workspace_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    at: Mapped[datetime] = mapped_column()
+    kind: Mapped[str] = mapped_column(String(32))  # created
+    source: Mapped[str] = mapped_column(String(16))  # import
+    contacts: Mapped[int] = mapped_column(Integer)
 
 
 class Event(WorkspaceOwned, Base):
