@@ -186,9 +186,39 @@ _CURRENT_AMONG = _CURRENT.where(_STAYS.c.contact_id.in_(bindparam("contacts", ex
 
 
 # Advisory lock keys of segment decisions: a fixed high tag ORed with the contact id,
-# so they cannot meet another feature's locks (ids stay far below 2**48).
+# so they cannot meet another feature's locks (ids stay far below 2**48). Segments have
+# keys of their own, above every contact key: a refresh holds its segment's (and its
+# dependents') exclusively, a real-time job shares those of the segments it may write.
 _LOCK_SPACE = 0x5E67 << 48
-_LOCK = text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k ORDER BY k")
+_SEGMENT_LOCK_SPACE = 0x5E68 << 48
+# Taken in key order (contacts first), so two jobs, or a job and a refresh, cannot deadlock.
+_LOCK = text(
+    "SELECT CASE WHEN k.shared THEN pg_advisory_xact_lock_shared(k.key) "
+    "ELSE pg_advisory_xact_lock(k.key) END "
+    "FROM unnest(CAST(:keys AS bigint[]), CAST(:shared AS boolean[])) AS k(key, shared) "
+    "ORDER BY k.key"
+)
+
+
+def _take_locks(session: Session, exclusive: Sequence[int], shared: Sequence[int] = ()) -> None:
+    keys = sorted({*exclusive, *shared})
+    wanted = set(shared) - set(exclusive)
+    session.connection().execute(_LOCK, {"keys": keys, "shared": [k in wanted for k in keys]})
+
+
+def _downstream(segments: Sequence[catalog.Loaded], ids: Iterable[int]) -> set[int]:
+    """These segments and every active segment that uses them, directly or not."""
+    found = set(ids)
+    grew = True
+    while grew:
+        more = {s.id for s in segments if s.id not in found and s.uses_segments & found}
+        found |= more
+        grew = bool(more)
+    return found
+
+
+def _segment_keys(ids: Iterable[int]) -> list[int]:
+    return [_SEGMENT_LOCK_SPACE | int(sid) for sid in ids]
 
 
 _OPEN_OF = select(_STAYS.c.contact_id, _STAYS.c.segment_id).where(
@@ -310,6 +340,11 @@ def refresh(session: Session, segment_id: int, *, now: datetime | None = None) -
     if row is None or row.workspace_id != workspace_of(session):
         raise NotFound(f"no segment {segment_id}", code="segment_not_found", field="segment_id")
     segment = catalog.loaded(session, row)
+    if session.get_bind().dialect.name == "postgresql":
+        # A real-time job that decided about a contact while this refresh's query ran
+        # would be overwritten by the older answer; the lock orders them instead, so
+        # whichever decides later decides from what the other committed.
+        _take_locks(session, _segment_keys(_downstream(catalog.load(session), [segment.id])))
     should = matching(session, segment, now=now)
     stored = current_members(session, segment.id)
     entered = _enter(session, segment, sorted(should - stored), now)
@@ -369,11 +404,13 @@ def _flow(
 ) -> list[Moves]:
     """Visit active segments in dependency order; evaluate the contacts each must see.
 
-    ``lock`` (advisory lock keys) is taken before the first decision, so a job that no
-    segment can see costs the catalog stamp alone."""
+    ``lock`` (the contacts' advisory lock keys) is taken before the first decision, with
+    shared locks on the segments the job may write (``refresh`` takes them exclusively),
+    so a job that no segment can see costs the catalog stamp alone."""
     out: list[Moves] = []
     skip = skip or set()
-    for segment in catalog.load(session):
+    segments = catalog.load(session)
+    for segment in segments:
         if segment.id in skip:
             continue
         wanted = {cid for cid, keys in contacts.items() if segment.triggered_by(keys)}
@@ -384,7 +421,10 @@ def _flow(
         if segment.account_level:
             wanted = colleagues(session, wanted)
         if lock:
-            session.connection().execute(_LOCK, {"keys": lock})
+            triggered = [
+                s.id for s in segments if any(s.triggered_by(k) for k in contacts.values())
+            ]
+            _take_locks(session, lock, _segment_keys(_downstream(segments, triggered)))
             lock = None
         if stays is None and len(wanted) <= EVALUATE_AT_MOST:
             stays = {}  # filled on first use: a job that no segment can see reads nothing
@@ -403,7 +443,8 @@ def reevaluate(
     On PostgreSQL the contacts are locked for the transaction before the first decision
     (advisory locks, in id order so two jobs cannot deadlock): a concurrent job about the
     same contact waits, then decides from what this one committed, so an older decision
-    never lands last.
+    never lands last. The same holds against a refresh of a segment the job may write
+    (shared segment locks here, exclusive in ``refresh``).
     SQLite's single writer serializes jobs already.
     """
     keys = None

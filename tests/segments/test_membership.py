@@ -326,3 +326,57 @@ def test_concurrent_decisions_about_one_contact_take_turns_on_postgresql(
         assert _segment_events(db, ws) == [("segment.entered", ann, seniors)]
     finally:
         db.dispose()
+
+
+def test_a_refresh_and_a_real_time_decision_take_turns_so_the_later_one_wins(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    db = Database(postgres_url)
+    try:
+        ws = _workspace(db)
+        [ann] = _contacts(db, ws, [{"email": "ann@acme.example"}]).values()
+        buyers = _segment(db, ws, "Buyers", BUYER)
+        # The refresh computes its members (nobody has ordered yet), then pauses before
+        # reading the stored ones.
+        computed, resume = threading.Event(), threading.Event()
+        stored_members = membership.current_members
+
+        def paused(session: Any, segment_id: int, contact_ids: Any = None) -> set[int]:
+            computed.set()
+            assert resume.wait(20)
+            return stored_members(session, segment_id, contact_ids)
+
+        monkeypatch.setattr(membership, "current_members", paused)
+        refreshed = threading.Event()
+
+        def refresh() -> None:
+            with db.tenant(ws) as s:
+                membership.refresh(s, buyers)
+            refreshed.set()
+
+        refresher = threading.Thread(target=refresh)
+        refresher.start()
+        assert computed.wait(20)
+        _event(db, ws, ann, "Order Completed")  # Ann orders while the refresh runs
+        decided = threading.Event()
+
+        def decide() -> None:
+            with db.tenant(ws) as s:
+                membership.reevaluate(s, {ann: {"event:Order Completed"}})
+            decided.set()
+
+        job = threading.Thread(target=decide)
+        job.start()
+        # Without the lock the job enters Ann at once and the refresh, finishing with
+        # its older answer, takes her out again.
+        assert not decided.wait(0.5), "the real-time decision did not wait for the refresh"
+        resume.set()
+        assert refreshed.wait(20) and decided.wait(20)
+        refresher.join()
+        job.join()
+        assert _members(db, ws, buyers) == {ann}
+        assert _segment_events(db, ws) == [("segment.entered", ann, buyers)]
+    finally:
+        db.dispose()
