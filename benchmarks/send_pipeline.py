@@ -1,15 +1,21 @@
-"""Sending to Postfix's ``smtp-sink``: ``python -m benchmarks.send_pipeline``.
+"""Sending to Postfix's ``smtp-sink``: ``python -m benchmarks send``.
 
 Two measurements, one sink per run, on PostgreSQL (``--database-url``; its schema is
 dropped and re-created):
 
-* **throughput**: ``--messages`` messages of ``--size`` bytes go out of the outbox
-  through ``postwise outbox deliver`` processes (1, then 2) using the relay transport,
+* **throughput**: ``--messages`` messages go out of the outbox through
+  ``postwise outbox deliver`` processes using the relay transport over 16 connections,
   beside ``smtp-source`` pushing as many messages of the same size over as many
-  connections (the physical limit of the machine). The messages are prebuilt bytes
-  stored on the outbox rows: this measures claim, screen (suppression), fence check,
-  SMTP and the per-message commit; building (render, MIME, DKIM) is measured by
-  ``benchmarks/message_build.py``.
+  connections in the same run (the physical limit of the machine). The **full
+  pipeline** is what the issue measures: each row names a stored template (the
+  newsletter starter with 12 articles, ~20 KB; CSS inlined once per template version)
+  and a contact with a company, and is built at send time: personalized render, links,
+  headers, MIME, DKIM with the workspace's stored key (RSA-2048, then Ed25519), SMTP.
+  Runs: RSA with 1 and 2 processes, Ed25519 with 1, and the same messages prebuilt
+  (bytes on the row: claim, screen, fence, SMTP, settle only) with 1 for comparison.
+  Each line gives wall msg/s, the ratio to smtp-source, the worker processes' CPU per
+  message (user + system, start-up included: the figure that holds on a loaded
+  machine) and the deliverer's own CPU per message per stage.
 * **crash** (``--crash``): the sink dumps every message; two delivery processes run
   with a 10 s lease while one of them is SIGKILLed at random moments (``--kills``
   times) and restarted. Afterwards every Message-ID is counted at the sink: missing
@@ -22,6 +28,7 @@ Figures only: nothing here asserts.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import re
@@ -36,17 +43,25 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from sqlalchemy import insert, text
+from sqlalchemy import insert, select, text
 
+from postwise.core import clock
 from postwise.delivery import outbox
+from postwise.messages import starters
+from postwise.messages.keys import generate_dkim_key
+from postwise.messages.store import TemplateInput, create_template
 from postwise.storage import migrate
 from postwise.storage.database import Database
-from postwise.storage.tables import OutboxMessage
+from postwise.storage.tables import Company, Contact, OutboxMessage
 from postwise.workspaces.actions import create_workspace
 
 SMTP_SINK = "/usr/sbin/smtp-sink"
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 CONNECTIONS = 16
+SECRET = "bench"
+SENDING_DOMAIN = "send.example"
+COMPANIES = 500
+STAGES = ("claim", "screen", "build", "fence", "settle", "loop")
 MESSAGE_ID = re.compile(rb"^Message-ID: (<[^>]+>)", re.MULTILINE | re.IGNORECASE)
 
 
@@ -126,6 +141,72 @@ def seed(db: Database, n: int, size: int, tag: str) -> int:
     return ws
 
 
+def seed_full(db: Database, n: int, tag: str, algorithm: str) -> int:
+    """``n`` contacts (with companies) and one outbox row each naming a stored newsletter
+    template, in a workspace whose DKIM key for the sending domain is ``algorithm``."""
+    with db.system() as s:
+        ws = create_workspace(s, f"bench {tag} {time.time_ns()}").workspace_id
+    starter = starters.load("newsletter")
+    with db.tenant(ws) as s:
+        generate_dkim_key(
+            s, SECRET.encode(), domain=SENDING_DOMAIN, selector=f"{tag}1", algorithm=algorithm
+        )
+        template_id = create_template(
+            s,
+            TemplateInput(
+                name="newsletter",
+                subject=starter.source.subject,
+                preheader=starter.source.preheader,
+                html=starter.source.html,
+            ),
+        ).id
+    data = starters.sample_data("newsletter", articles=12)
+    now = clock.utcnow()
+    with db.engine.begin() as conn:
+        conn.execute(
+            insert(Company),
+            [
+                {"workspace_id": ws, "domain": f"corp{i}.example", "name": f"Corp {i}",
+                 "attributes": {}, "created_at": now, "updated_at": now}
+                for i in range(COMPANIES)
+            ],
+        )  # fmt: skip
+        companies = {
+            domain: cid
+            for domain, cid in conn.execute(
+                select(Company.domain, Company.id).where(Company.workspace_id == ws)
+            )
+        }
+        for start in range(0, n, 5000):
+            chunk = range(start, min(n, start + 5000))
+            conn.execute(
+                insert(Contact),
+                [
+                    {"workspace_id": ws, "email": f"r{i}@corp{i % COMPANIES}.example",
+                     "email_domain": f"corp{i % COMPANIES}.example", "first_name": f"Reader{i}",
+                     "last_name": "Bench", "company_id": companies[f"corp{i % COMPANIES}.example"],
+                     "status": "subscribed", "attributes": {}, "created_at": now,
+                     "updated_at": now}
+                    for i in chunk
+                ],
+            )  # fmt: skip
+        contacts = conn.execute(
+            select(Contact.id, Contact.email).where(Contact.workspace_id == ws).order_by(Contact.id)
+        ).all()
+        for start in range(0, n, 5000):
+            conn.execute(
+                insert(OutboxMessage),
+                [
+                    {"workspace_id": ws, "contact_id": cid, "email": email, "kind": "marketing",
+                     "template_id": str(template_id), "data": data, "campaign_key": tag,
+                     "status": "queued", "attempts": 0, "next_attempt_at": now,
+                     "created_at": now}
+                    for cid, email in contacts[start : start + 5000]
+                ],
+            )  # fmt: skip
+    return ws
+
+
 def worker_env(url: str, port: int, lease: float) -> dict[str, str]:
     return {
         **os.environ,
@@ -142,15 +223,21 @@ def worker_env(url: str, port: int, lease: float) -> dict[str, str]:
         "POSTWISE_DELIVERY_OTHER_PER_MINUTE": "100000000",
         "POSTWISE_DELIVERY_OTHER_CONNECTIONS": "1000",
         "POSTWISE_LOG_LEVEL": "WARNING",
-        "POSTWISE_SECRET_KEY": "bench",
+        "POSTWISE_SECRET_KEY": SECRET,
+        "POSTWISE_DELIVERY_FROM_ADDRESS": f"news@{SENDING_DOMAIN}",
+        "POSTWISE_DELIVERY_BOUNCE_DOMAIN": f"bounces.{SENDING_DOMAIN}",
+        "POSTWISE_DELIVERY_POSTAL_ADDRESS": "Acme Ltd, 1 Main Street, Springfield",
+        "POSTWISE_BASE_URL": "https://t.send.example",
     }
 
 
-def spawn_worker(env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
+def spawn_worker(
+    env: dict[str, str], name: str, output: int | None = subprocess.DEVNULL
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "postwise.cli.main", "outbox", "deliver", "--id", name],
         env=env,
-        stdout=subprocess.DEVNULL,
+        stdout=output,
     )
 
 
@@ -172,13 +259,16 @@ def stop_all(workers: list[subprocess.Popen[bytes]]) -> None:
             w.wait()
 
 
-def run_workers(db: Database, env: dict[str, str], count: int) -> tuple[float, float]:
-    """Wall seconds to empty the outbox, and the CPU seconds (user + system) the worker
-    processes used: on a shared, loaded machine the CPU time per message is the figure
-    that does not depend on what else runs."""
+def run_workers(
+    db: Database, env: dict[str, str], count: int
+) -> tuple[float, float, dict[str, float]]:
+    """Wall seconds to empty the outbox, the CPU seconds (user + system) the worker
+    processes used (on a shared, loaded machine the CPU time per message is the figure
+    that does not depend on what else runs), and the deliverers' CPU seconds per stage
+    (their final JSON line, ``Totals.cpu``)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    workers = [spawn_worker(env, f"bench-{i}") for i in range(count)]
+    workers = [spawn_worker(env, f"bench-{i}", subprocess.PIPE) for i in range(count)]
     try:
         while pending(db):
             time.sleep(0.05)
@@ -187,7 +277,14 @@ def run_workers(db: Database, env: dict[str, str], count: int) -> tuple[float, f
         stop_all(workers)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return took, cpu
+    stages: dict[str, float] = {}
+    for w in workers:
+        out = w.stdout.read().decode() if w.stdout else ""
+        lines = [line for line in out.splitlines() if line.startswith("{")]
+        if lines:
+            for stage, seconds in json.loads(lines[-1]).get("cpu", {}).items():
+                stages[stage] = stages.get(stage, 0.0) + seconds
+    return took, cpu, stages
 
 
 def smtp_source(port: int, n: int, size: int) -> float:
@@ -213,24 +310,51 @@ def smtp_source(port: int, n: int, size: int) -> float:
     return time.perf_counter() - started
 
 
-def throughput(url: str, n: int, size: int) -> None:
+RUNS = (  # (label, workers, how the rows are made)
+    ("full RSA-2048  x1", 1, "rsa"),
+    ("full RSA-2048  x2", 2, "rsa"),
+    ("full Ed25519   x1", 1, "ed25519"),
+    ("prebuilt       x1", 1, "prebuilt"),
+)
+
+
+def throughput(url: str, n: int, size: int, only: list[str] | None) -> None:
     port = free_port()
     sink = start_sink(port, None)
+    uptime = Path("/proc/loadavg")
     try:
         limit = smtp_source(port, n, size)
         print(
-            f"smtp-source          {n:>7,} msgs  {limit:7.2f} s  {n / limit:8.0f} msg/s  "
-            f"({CONNECTIONS} connections, {size:,} B)"
+            f"smtp-source            {n:>7,} msgs  {limit:7.2f} s  {n / limit:8.0f} msg/s  "
+            f"({CONNECTIONS} connections, {size:,} B)",
+            flush=True,
         )
         db = fresh_database(url)
-        for workers in (1, 2):
-            seed(db, n, size, f"w{workers}")
-            took, cpu = run_workers(db, worker_env(url, port, 60), workers)
+        for label, workers, how in RUNS:
+            if only and how not in only:
+                continue
+            load = uptime.read_text().split()[0] if uptime.exists() else "?"
+            if how == "prebuilt":
+                seed(db, n, size, f"w{workers}")
+            else:
+                seed_full(db, n, f"{how[:3]}{workers}", how)
+            took, cpu, stages = run_workers(db, worker_env(url, port, 60), workers)
+            with db.system() as s:
+                counts = outbox.stats(s)
             rate = n / took
             print(
-                f"outbox -> relay x{workers}  {n:>7,} msgs  {took:7.2f} s  {rate:8.0f} msg/s  "
-                f"({rate / (n / limit):.1%} of smtp-source; worker CPU {1e6 * cpu / n:,.0f} "
-                "us per message)"
+                f"{label}      {n:>7,} msgs  {took:7.2f} s  {rate:8.0f} msg/s  "
+                f"({rate / (n / limit):.1%} of smtp-source; load {load}; worker CPU "
+                f"{1e6 * cpu / n:,.0f} us per message; outbox {counts})",
+                flush=True,
+            )
+            known = {k: v for k, v in stages.items() if k in STAGES}
+            print(
+                "    deliverer CPU per message: "
+                + ", ".join(f"{k} {1e6 * known.get(k, 0.0) / n:,.0f}" for k in STAGES)
+                + f" us (sum {1e6 * sum(known.values()) / n:,.0f}; loop = event loop: "
+                "SMTP, pacing, scheduling)",
+                flush=True,
             )
             with db.engine.begin() as conn:
                 conn.execute(text("DELETE FROM events"))
@@ -308,6 +432,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--crash-messages", type=int, default=20_000)
     parser.add_argument("--kills", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=["rsa", "ed25519", "prebuilt"],
+        help="run only these kinds of rows (repeatable); default: all four runs",
+    )
     args = parser.parse_args(argv)
     for binary in (SMTP_SINK, SMTP_SOURCE):
         if not Path(binary).exists():
@@ -315,7 +445,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.crash:
         crash(args.database_url, args.crash_messages, 2000, args.kills, args.seed)
     else:
-        throughput(args.database_url, args.messages, args.size)
+        throughput(args.database_url, args.messages, args.size, args.only)
 
 
 if __name__ == "__main__":
