@@ -3,7 +3,10 @@
 score = sum over the last ``WINDOW_DAYS`` of weight(event) * 0.5 ** (age_days / HALF_LIFE_DAYS)
 with weights human open 1, human click 3, site visit (``page`` event) 2. Machine opens
 and clicks (``properties.machine``) count nothing. Stored per contact with ``scored_at``
-and recomputed by the rollup job for the contacts a batch touched (docs/analytics.md).
+and recomputed by the rollup job for the contacts a batch touched and daily for stale
+scores (docs/analytics.md). Contacts whose score moved are noted as a change of
+``contact.engagement_score`` (segments/changes.py), so segments on it re-evaluate them
+in the same transaction's job, not at their next full refresh.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from postwise.analytics.fields import ENGAGEMENT_ATTRIBUTE
+from postwise.analytics.fields import ENGAGEMENT_ATTRIBUTE, ENGAGEMENT_FIELD
 from postwise.core import clock
+from postwise.segments import changes
 from postwise.storage.tables import Contact, ContactEngagement, Event, SegmentMembership
 from postwise.storage.tenancy import workspace_of
 
@@ -62,6 +66,7 @@ def rescore(session: Session, contact_ids: Sequence[int], *, now: datetime | Non
             else:
                 weight = WEIGHTS[r.name]
             scores[int(r.contact_id)] += decayed(weight, now - r.occurred_at)
+    before = _stored(session, contact_ids)
     postgres = session.get_bind().dialect.name == "postgresql"
     insert_fn: Any = postgresql.insert if postgres else sqlite.insert
     values = [
@@ -81,6 +86,22 @@ def rescore(session: Session, contact_ids: Sequence[int], *, now: datetime | Non
         )
     )
     _mirror(session, ws, values, postgres)
+    moved = [v["contact_id"] for v in values if before.get(v["contact_id"]) != v["score"]]
+    changes.note(session, moved, [changes.field_key(ENGAGEMENT_FIELD)])
+
+
+def _stored(session: Session, contact_ids: Sequence[int]) -> dict[int, float]:
+    """Scores as stored now, so only contacts whose score moved notify segments."""
+    out: dict[int, float] = {}
+    for start in range(0, len(contact_ids), 1000):
+        chunk = list(contact_ids[start : start + 1000])
+        rows = session.execute(
+            select(ContactEngagement.contact_id, ContactEngagement.score).where(
+                ContactEngagement.contact_id.in_(chunk)
+            )
+        )
+        out.update({int(c): float(s) for c, s in rows})
+    return out
 
 
 STALE_AFTER = timedelta(days=1)
