@@ -436,6 +436,17 @@ def remember_event(data: dict[str, Any], name: str, properties: Mapping[str, Any
     data["events"] = events
 
 
+def meets_goal(workflow: Workflow, event: EventArrived) -> bool:
+    """Whether ``event`` is the workflow's goal event (its filters included): the runtime
+    hands such an event to a paused workflow's enrollments too, so it is not missed."""
+    goal = workflow.goal
+    return (
+        goal is not None
+        and goal.event is not None
+        and event_matches(goal.event, goal.where, event.name, event.properties)
+    )
+
+
 # --- advance ----------------------------------------------------------------------------
 
 
@@ -570,9 +581,7 @@ class _Run:
         if goal is None:
             return False
         if goal.event is not None:
-            return isinstance(stimulus, EventArrived) and event_matches(
-                goal.event, goal.where, stimulus.name, stimulus.properties
-            )
+            return isinstance(stimulus, EventArrived) and meets_goal(self.wf, stimulus)
         return self.facts.goal_met
 
     def resume(self, step_id: str, waiting: Waiting) -> None:

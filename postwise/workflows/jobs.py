@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 
 import structlog
 from sqlalchemy import event, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from postwise.core import clock
@@ -45,6 +46,7 @@ from postwise.storage.tables import (
     MailingList,
     WebhookDelivery,
     Workflow,
+    WorkflowRoutedEvent,
     WorkflowVersion,
 )
 from postwise.workflows import engine, runtime, store, triggers
@@ -131,11 +133,15 @@ def forget_interest(workspace_id: int | None = None) -> None:
 
 
 def interest(session: Session, workspace_id: int) -> frozenset[str]:
-    """Change keys the workspace's active workflows can see: ``event:NAME`` of trigger
-    and live events, ``list`` for list triggers (cached ``INTEREST_TTL`` seconds)."""
+    """Change keys the workspace's workflows can see: ``event:NAME`` of trigger and live
+    events of active workflows and of running versions (a paused workflow's included:
+    its goal counts while paused), ``list`` for list triggers (cached ``INTEREST_TTL``
+    seconds)."""
     cached = _INTEREST.get(workspace_id)
     if cached is not None and monotime.monotonic() - cached[0] < INTEREST_TTL:
         return cached[1]
+    # Core statements on the connection: no second Session may touch the caller's
+    # transaction (closing one would roll it back).
     conn = session.connection()
     rows = conn.execute(
         select(Workflow.id, Workflow.version).where(
@@ -143,9 +149,7 @@ def interest(session: Session, workspace_id: int) -> frozenset[str]:
         )
     ).all()
     keys: set[str] = set()
-    if rows:
-        # Core statements on the connection: no second Session may touch the caller's
-        # transaction (closing one would roll it back).
+    if rows or _any_running(conn, workspace_id):
         versions = conn.execute(
             select(Enrollment.workflow_id, Enrollment.version)
             .where(Enrollment.workspace_id == workspace_id, Enrollment.status == "active")
@@ -171,6 +175,15 @@ def interest(session: Session, workspace_id: int) -> frozenset[str]:
     found = frozenset(keys)
     _INTEREST[workspace_id] = (monotime.monotonic(), found)
     return found
+
+
+def _any_running(conn: Any, workspace_id: int) -> bool:
+    found = conn.execute(
+        select(Enrollment.id)
+        .where(Enrollment.workspace_id == workspace_id, Enrollment.status == "active")
+        .limit(1)
+    ).first()
+    return found is not None
 
 
 @event.listens_for(Session, "before_commit", insert=True)
@@ -208,24 +221,47 @@ def _route_notes(session: Session) -> None:
             )
 
 
-def _latest_events(
+def _unrouted_events(
     session: Session, contact_id: int, names: list[str], since: datetime
 ) -> list[Event]:
-    found: list[Event] = []
-    for name in names:
-        ev = session.scalars(
+    """The contact's events of these names received since ``since`` that no route job has
+    handed on yet, claimed for this one (``workflow_routed_events``: ON CONFLICT DO
+    NOTHING, so a concurrent job waits for ours and then skips them). Every event of a
+    batch counts, two of one name included, each once. In occurrence order."""
+    if not names:
+        return []
+    routed = select(WorkflowRoutedEvent.event_id).where(WorkflowRoutedEvent.event_id == Event.id)
+    found = list(
+        session.scalars(
             select(Event)
             .where(
                 Event.contact_id == contact_id,
-                Event.name == name,
+                Event.name.in_(names),
                 Event.received_at >= since,
+                ~routed.exists(),
             )
-            .order_by(Event.received_at.desc(), Event.id.desc())
-            .limit(1)
-        ).first()
-        if ev is not None:
-            found.append(ev)
-    return sorted(found, key=lambda e: (clock.as_utc(e.occurred_at), e.id))
+            .order_by(Event.occurred_at, Event.id)
+        )
+    )
+    if not found:
+        return []
+    dialect = session.get_bind().dialect.name
+    ins: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    now = clock.utcnow()
+    claimed = set(
+        session.scalars(
+            ins(WorkflowRoutedEvent)
+            .values(
+                [
+                    {"event_id": ev.id, "workspace_id": ev.workspace_id, "routed_at": now}
+                    for ev in found
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(WorkflowRoutedEvent.event_id)
+        )
+    )
+    return [ev for ev in found if ev.id in claimed]
 
 
 def _active_workflows(session: Session) -> list[Workflow]:
@@ -246,7 +282,7 @@ def route(ctx: JobContext) -> None:
         if session.get(Contact, contact_id) is None:
             continue
         names = [k[len("event:") :] for k in keys if k.startswith("event:") and k != "event:*"]
-        for ev in _latest_events(session, contact_id, names, at - ROUTE_SLACK):
+        for ev in _unrouted_events(session, contact_id, names, at - ROUTE_SLACK):
             handle_event(
                 session, workflows, contact_id, ev.name or "", dict(ev.properties or {}), now
             )

@@ -641,13 +641,19 @@ def deliver(
     names: set[str] | None = None,
 ) -> int:
     """Give ``stimulus`` to the contact's running enrollments of active workflows that care
-    (``names``: the event names that matter, from ``live_events``); returns how many."""
+    (``names``: the event names that matter, from ``live_events``), and a goal event to
+    those of paused workflows too (the goal is met when it happens, not on resume);
+    returns how many."""
     count = 0
     for row in active_enrollments(session, contact_id):
         wf_row = session.get(Workflow, row.workflow_id)
-        if wf_row is None or wf_row.status != "active":
+        if wf_row is None:
             continue
         wf, refs = parsed(session, row.workflow_id, row.version)
+        if wf_row.status != "active" and not (
+            isinstance(stimulus, engine.EventArrived) and engine.meets_goal(wf, stimulus)
+        ):
+            continue  # paused: only its goal counts at once (an exit sends nothing)
         if isinstance(stimulus, engine.EventArrived) and stimulus.name not in refs.live_events:
             continue
         if isinstance(stimulus, engine.SegmentChanged) and wf.goal_segment is None:
