@@ -57,6 +57,61 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+class ServerCPU:
+    """CPU of the PostgreSQL backends behind an engine's connections, from ``/proc``
+    (the server runs on this machine): the database's share of a figure, which the
+    load changes much less than wall-clock rates. Each backend is read when its
+    connection is opened and again just before it closes, or when asked.
+    Background processes (WAL writer, checkpointer, autovacuum) are not counted."""
+
+    def __init__(self, engine: Any) -> None:
+        from sqlalchemy import event
+
+        self.start: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.readable = True
+        event.listen(engine, "connect", self._opened)
+        event.listen(engine, "close", self._closing)
+        event.listen(engine, "invalidate", self._invalidating)
+
+    @staticmethod
+    def _pid(dbapi_connection: Any) -> int:
+        return int(dbapi_connection.info.backend_pid)
+
+    def _read(self, pid: int) -> float | None:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            self.readable = False
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def _opened(self, dbapi_connection: Any, _record: Any) -> None:
+        pid = self._pid(dbapi_connection)
+        value = self._read(pid)
+        if value is not None:
+            self.start[pid] = self.last[pid] = value
+
+    def _closing(self, dbapi_connection: Any, _record: Any) -> None:
+        self._update(self._pid(dbapi_connection))
+
+    def _invalidating(self, dbapi_connection: Any, _record: Any, _exc: Any) -> None:
+        if dbapi_connection is not None:
+            self._update(self._pid(dbapi_connection))
+
+    def _update(self, pid: int) -> None:
+        if pid in self.start:
+            value = self._read(pid)
+            if value is not None:
+                self.last[pid] = value
+
+    def seconds(self) -> float:
+        """CPU seconds used so far by every backend seen."""
+        for pid in list(self.start):
+            self._update(pid)
+        return sum(self.last[pid] - self.start[pid] for pid in self.start)
+
+
 def load() -> float:
     return os.getloadavg()[0]
 
@@ -109,13 +164,17 @@ def measure_import(db: Database, path: Path, with_list: bool) -> dict[str, Any]:
     ws = workspace(db)
     rss_ready = peak_rss_mib()
     options = ImportOptions(list_name="Benchmark" if with_list else None)
+    db.engine.dispose()  # every connection from here on is a new one, seen by ServerCPU
+    server = ServerCPU(db.engine) if db.dialect == "postgresql" else None
     load_before, cpu = load(), cpu_seconds()
     first = import_contacts(db.engine, ws, path, options)
     cpu_first = cpu_seconds() - cpu
+    server_first = server.seconds() if server else 0.0
     rss_first = peak_rss_mib()
     second = import_contacts(db.engine, ws, path, options)
     return {
         "client_cpu_us_per_row": 1e6 * cpu_first / max(first.rows, 1),
+        "server_cpu_us_per_row": 1e6 * server_first / max(first.rows, 1),
         "load": [load_before, load()],
         "rows": first.rows,
         "created": first.created,
@@ -154,6 +213,8 @@ def measure_raw(db: Database, path: Path, rows: int | None) -> dict[str, Any]:
                 record["last_name"], record["job_title"], record["country"], "subscribed",
                 attributes, now, now)  # fmt: skip
 
+    db.engine.dispose()
+    server = ServerCPU(db.engine) if db.dialect == "postgresql" else None
     load_before, cpu = load(), cpu_seconds()
     started = time.perf_counter()
     done = 0
@@ -179,6 +240,7 @@ def measure_raw(db: Database, path: Path, rows: int | None) -> dict[str, Any]:
         "seconds": seconds,
         "rows_per_second": done / seconds,
         "client_cpu_us_per_row": 1e6 * (cpu_seconds() - cpu) / max(done, 1),
+        "server_cpu_us_per_row": 1e6 * (server.seconds() if server else 0.0) / max(done, 1),
         "load": [load_before, load()],
     }
 

@@ -26,9 +26,11 @@ property test in ``tests/contacts/test_importer.py``). A batch goes through two 
    and the ``WHERE`` makes even those a no-op if nothing differs, so ``updated_at`` moves
    only on a real change. Given fields replace stored ones, attributes merge (``||`` on
    JSONB, ``json_patch`` on SQLite), and unsubscribed, complained and bounced stay;
-5. **audit** rows (``contact_changes``) for created and updated contacts; stored contacts
-   without a company join their domain's; list **memberships** with a consent record
-   (source ``import``) for new memberships only.
+5. **audit**: one ``contact_changes`` row per updated contact, with its diff, and one
+   ``contact_change_batches`` row for all the contacts the batch created (they share its
+   instant as ``created_at``; ``documents.timeline`` shows each its "created" from it);
+   stored contacts without a company join their domain's; list **memberships** with a
+   consent record (source ``import``) for new memberships only.
 
 On PostgreSQL the stages use their own connections, so the next batch is claimed and
 planned while this one is written (the database is the bottleneck of a big import), and
@@ -89,7 +91,14 @@ from postwise.contacts.actions import STICKY_STATUSES
 from postwise.contacts.freemail import is_free_mail
 from postwise.core.errors import FieldError
 from postwise.storage import tenancy
-from postwise.storage.tables import Company, Consent, Contact, ContactChange, ListMembership
+from postwise.storage.tables import (
+    Company,
+    Consent,
+    Contact,
+    ContactChange,
+    ContactChangeBatch,
+    ListMembership,
+)
 from postwise.storage.types import JSONDoc, UTCDateTime
 
 CONTACTS = typed(Table, Contact.__table__)
@@ -97,6 +106,7 @@ COMPANIES = typed(Table, Company.__table__)
 CONSENTS = typed(Table, Consent.__table__)
 MEMBERSHIPS = typed(Table, ListMembership.__table__)
 CHANGES = typed(Table, ContactChange.__table__)
+BATCHES = typed(Table, ContactChangeBatch.__table__)
 
 # Contact columns an import may set; absent (NULL) means "keep what is stored".
 OPTIONAL_FIELDS = (
@@ -719,26 +729,22 @@ class Writer(_Statements):
             up = stmt.returning(
                 c.id, c.email, literal_column("xmax = 0", Boolean).label("created")
             ).cte("up")
-            audit = (
-                insert(CHANGES)
-                .from_select(
-                    ["workspace_id", "contact_id", "at", "kind", "source", "changes"],
-                    select(
-                        literal(self.ws, BigInteger),
-                        up.c.id,
-                        stamp,
-                        case((up.c.created, literal("created")), else_=literal("updated")),
-                        literal(source),
-                        STAGE.c.changes,
-                    ).select_from(up.join(STAGE, STAGE.c.email == up.c.email)),
-                )
-                .add_cte(up)
+            ws = literal(self.ws, BigInteger)
+            audit = insert(CHANGES).from_select(
+                ["workspace_id", "contact_id", "at", "kind", "source", "changes"],
+                select(ws, up.c.id, stamp, literal("updated"), literal(source), STAGE.c.changes)
+                .select_from(up.join(STAGE, STAGE.c.email == up.c.email))
+                .where(~up.c.created),
             )
-            if target is None:
-                self.session.execute(audit)
-                return []
-            audit = audit.returning(CHANGES.c.contact_id)
-            return [int(contact_id) for contact_id in self.session.scalars(audit)]
+            batch = insert(BATCHES).from_select(
+                ["workspace_id", "at", "kind", "source", "contacts"],
+                select(ws, stamp, literal("created"), literal(source), func.count())
+                .select_from(up)
+                .where(up.c.created)
+                .having(func.count() > 0),
+            )
+            written = select(up.c.id).add_cte(audit.cte("audit"), batch.cte("batch"))
+            return [int(contact_id) for contact_id in self.session.scalars(written)]
         self.session.execute(
             stmt,
             [
@@ -755,7 +761,7 @@ class Writer(_Statements):
             ],
         )
         created = [d.row.values["email"] for d in writes if d.contact_id is None]
-        if created:
+        if created and target is not None:  # the list needs their ids
             query = select(c.email, c.id).where(
                 c.workspace_id == self.ws, self._in(c.email, created)
             )
@@ -763,20 +769,32 @@ class Writer(_Statements):
             for decision in writes:
                 if decision.contact_id is None:
                     decision.contact_id = int(found[decision.row.values["email"]])
-        self.session.execute(
-            insert(CHANGES),
-            [
-                {
-                    "workspace_id": self.ws,
-                    "contact_id": d.contact_id,
-                    "at": now,
-                    "kind": d.kind,
-                    "source": source,
-                    "changes": d.changes,
-                }
-                for d in writes
-            ],
-        )
+        updated = [d for d in writes if d.kind == "updated"]
+        if updated:
+            self.session.execute(
+                insert(CHANGES),
+                [
+                    {
+                        "workspace_id": self.ws,
+                        "contact_id": d.contact_id,
+                        "at": now,
+                        "kind": "updated",
+                        "source": source,
+                        "changes": d.changes,
+                    }
+                    for d in updated
+                ],
+            )
+        if created:
+            self.session.execute(
+                insert(BATCHES).values(
+                    workspace_id=self.ws,
+                    at=now,
+                    kind="created",
+                    source=source,
+                    contacts=len(created),
+                )
+            )
         return [d.contact_id for d in writes if d.contact_id is not None]
 
     def _on_conflict(self, stmt: Any) -> Any:

@@ -16,6 +16,7 @@ from postwise.storage.tables import (
     Consent,
     Contact,
     ContactChange,
+    ContactChangeBatch,
     Event,
     ListMembership,
     MailingList,
@@ -117,6 +118,8 @@ def timeline(session: Session, contact_id: int, limit: int = 50) -> list[dict[st
         {"at": c.at, "kind": "change", "change": c.kind, "source": c.source, "details": c.changes}
         for c in changes
     ]
+    if not any(entry["change"] == "created" for entry in entries):
+        entries += batch_changes(session, contact_id)
     entries += [
         {
             "at": e.occurred_at,
@@ -137,6 +140,25 @@ def timeline(session: Session, contact_id: int, limit: int = 50) -> list[dict[st
     ]
     entries.sort(key=lambda entry: entry["at"], reverse=True)
     return [{**entry, "at": _iso(entry["at"])} for entry in entries[:limit]]
+
+
+def batch_changes(session: Session, contact_id: int) -> list[dict[str, Any]]:
+    """The change a batch recorded once for all its contacts: a CSV import's "created"
+    (``ContactChangeBatch``), found by the contact's ``created_at``, the batch's instant."""
+    found = session.execute(
+        select(ContactChangeBatch.at, ContactChangeBatch.kind, ContactChangeBatch.source)
+        .join(
+            Contact,
+            (Contact.workspace_id == ContactChangeBatch.workspace_id)
+            & (Contact.created_at == ContactChangeBatch.at),
+        )
+        .where(Contact.id == contact_id)
+        .limit(1)
+    ).first()
+    if found is None:
+        return []
+    at, kind, source = found
+    return [{"at": at, "kind": "change", "change": kind, "source": source, "details": {}}]
 
 
 def contact_document(session: Session, contact: Contact, *, events: int = 10) -> dict[str, Any]:
