@@ -10,6 +10,7 @@ docs/workflows.md (runtime).
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,6 +36,9 @@ from postwise.workflows.playbooks import playbook as load_playbook
 KEY = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 STATUSES = ("active", "paused")
 SECRETS_SETTING = "webhook_secrets"  # workspace settings: secret name -> value
+SECRETS_TIMES_SETTING = "webhook_secrets_updated"  # secret name -> when it was last set
+SECRET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+SECRET_BYTES = 32  # token_urlsafe: 43 characters, the HMAC key is their UTF-8 bytes
 
 
 def webhook_secrets(session: Session) -> dict[str, str]:
@@ -45,17 +49,74 @@ def webhook_secrets(session: Session) -> dict[str, str]:
 
 
 def set_webhook_secret(session: Session, name: str, value: str) -> None:
+    """Store ``value`` under ``name`` (the CLI: an operator brings their own value)."""
     if not name.strip() or len(value) < 16:
         raise ValidationFailed(
             "a webhook secret needs a name and at least 16 characters", field="value"
         )
+    _store_secret(session, name.strip(), value)
+
+
+def webhook_secret_list(session: Session) -> list[dict[str, Any]]:
+    """The secrets' names and when each was last set, never their values."""
+    ws = session.get(Workspace, workspace_of(session))
+    times = (ws.settings or {}).get(SECRETS_TIMES_SETTING, {}) if ws is not None else {}
+    times = times if isinstance(times, dict) else {}
+    return [
+        {"name": name, "updated_at": times.get(name)} for name in sorted(webhook_secrets(session))
+    ]
+
+
+def create_webhook_secret(session: Session, name: str) -> str:
+    """A new random secret under ``name``, returned once (``Conflict`` if the name is taken:
+    replacing a secret is ``rotate_webhook_secret``)."""
+    name = _check_secret_name(name)
+    if name in webhook_secrets(session):
+        raise Conflict(
+            f"a webhook secret named {name!r} exists; rotate it to replace its value",
+            code="webhook_secret_exists",
+            field="name",
+        )
+    value = secrets.token_urlsafe(SECRET_BYTES)
+    _store_secret(session, name, value)
+    return value
+
+
+def rotate_webhook_secret(session: Session, name: str) -> str:
+    """A new random value for an existing secret, returned once; calls made from now on
+    (retries of earlier ones included) are signed with it."""
+    if name not in webhook_secrets(session):
+        raise NotFound(
+            f"No webhook secret {name!r}.", code="webhook_secret_not_found", field="name"
+        )
+    value = secrets.token_urlsafe(SECRET_BYTES)
+    _store_secret(session, name, value)
+    return value
+
+
+def _check_secret_name(name: str) -> str:
+    name = name.strip()
+    if not SECRET_NAME.fullmatch(name):
+        raise ValidationFailed(
+            "name: letters, digits, '_', '.', '-' (at most 64)",
+            code="invalid_secret_name",
+            field="name",
+        )
+    return name
+
+
+def _store_secret(session: Session, name: str, value: str) -> None:
+    """Secrets live in the workspace settings, as workflows have always read them."""
     ws = session.get(Workspace, workspace_of(session))
     if ws is None:
         raise NotFound("no such workspace", code="workspace_not_found")
     settings = dict(ws.settings or {})
-    secrets = dict(settings.get(SECRETS_SETTING) or {})
-    secrets[name.strip()] = value
-    settings[SECRETS_SETTING] = secrets
+    stored = dict(settings.get(SECRETS_SETTING) or {})
+    stored[name] = value
+    times = dict(settings.get(SECRETS_TIMES_SETTING) or {})
+    times[name] = clock.utcnow().isoformat()
+    settings[SECRETS_SETTING] = stored
+    settings[SECRETS_TIMES_SETTING] = times
     ws.settings = settings
     session.flush()
 

@@ -55,7 +55,7 @@ from postwise.storage.tables import (
     InboundMessage,
     Suppression,
 )
-from postwise.workflows.store import create_workflow
+from postwise.workflows.store import create_webhook_secret, create_workflow
 from postwise.workspaces.actions import create_api_key, create_workspace
 from tests.api.conftest import ClientFactory
 from tests.api.support import snapshot
@@ -193,6 +193,8 @@ def seed(db: Database, tag: str) -> Seed:
         out.ids["workflow_id"] = create_workflow(
             s, f"{tag}-flow", {**FLOW, "name": f"{tag} flow"}
         ).id
+        out.ids["secret_name"] = f"{tag}-sales"
+        create_webhook_secret(s, out.ids["secret_name"])
         out.ids["campaign_id"] = create_campaign(
             s,
             {
@@ -294,6 +296,9 @@ BODIES: dict[tuple[str, str], Callable[[Seed, Seed], list[Probe]]] = {
     ("PUT", "/api/workflows/{workflow_id}"): lambda a, b: [Probe({"definition": FLOW})],
     ("POST", "/api/workflows/{workflow_id}/enrollments"): lambda a, b: [
         Probe({"contact_id": b.ids["contact_id"]}, names_b=True)
+    ],
+    ("POST", "/api/workflows/webhook-secrets"): lambda a, b: [
+        Probe({"name": b.ids["secret_name"]}, created(201))
     ],
     ("POST", "/api/campaigns"): lambda a, b: [
         Probe({"key": b.lists[0].split()[0] + "-launch", "name": "x"}, created(201))

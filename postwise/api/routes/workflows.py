@@ -86,6 +86,32 @@ def install_playbook(session: Writer, body: Doc) -> dict[str, Any]:
     return _out(session, wf)
 
 
+@router.get(PREFIX + "/webhook-secrets", summary="Webhook signing secrets, names only")
+def list_webhook_secrets(session: Writer) -> dict[str, Any]:
+    """Names and when each was last set; a value is shown once, when created or rotated."""
+    return {"data": store.webhook_secret_list(session)}
+
+
+@router.post(
+    PREFIX + "/webhook-secrets",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a webhook signing secret (its value is shown once)",
+)
+def create_webhook_secret(session: Writer, body: Doc) -> dict[str, Any]:
+    """Body: ``{"name"}``; 409 if the name is taken (rotate it instead)."""
+    name = str(body.get("name", ""))
+    value = store.create_webhook_secret(session, name)
+    return {"name": name.strip(), "secret": value}
+
+
+@router.post(
+    PREFIX + "/webhook-secrets/{secret_name}/rotate",
+    summary="Replace a webhook secret's value (the new one is shown once)",
+)
+def rotate_webhook_secret(session: Writer, secret_name: str) -> dict[str, Any]:
+    return {"name": secret_name, "secret": store.rotate_webhook_secret(session, secret_name)}
+
+
 @router.get(PREFIX + "/{workflow_id}", summary="One workflow, its current definition")
 def get_workflow(session: Reader, workflow_id: int) -> dict[str, Any]:
     return _out(session, store.get_workflow(session, workflow_id))
