@@ -12,13 +12,14 @@ the event name for ``track``, ``"Page Viewed"`` for ``page`` and ``"Screen Viewe
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import orjson
 
 from postwise.core.errors import ValidationFailed
 from postwise.tracking.limits import MAX_EVENT_BYTES
@@ -39,21 +40,7 @@ UTM_KEYS = {
     "utm_source": "source", "utm_medium": "medium", "utm_campaign": "name",
     "utm_term": "term", "utm_content": "content",
 }  # fmt: skip
-_ASCII_JSON = json.JSONEncoder(separators=(",", ":"))
-_UTF8_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # an escaped NUL, not an escaped backslash
-# The key of the raw call whose object becomes ``properties`` (``context`` is the other).
-_BODY_KEYS = {"track": "properties", "page": "properties", "screen": "properties",
-              "identify": "traits", "group": "traits"}  # fmt: skip
-_KEYS_OVERHEAD = 32  # '"context":' and '"properties":' with their commas
-
-
-def _size(raw: dict[str, Any]) -> int:
-    """The call's size as serialized JSON in UTF-8 (escaped non-ASCII is only longer)."""
-    text = _ASCII_JSON.encode(raw)
-    if len(text) <= MAX_EVENT_BYTES:
-        return len(text)
-    return len(_UTF8_JSON.encode(raw).encode())
+_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")  # an escaped NUL, not an escaped backslash
 
 
 @dataclass(frozen=True)
@@ -86,9 +73,13 @@ class BadBatch(ValidationFailed):
         self.problems = problems
 
 
-@dataclass
+@dataclass(slots=True)
 class Call:
-    """One call in its stored shape, plus what identity resolution needs."""
+    """One call in its stored shape, plus what identity resolution needs.
+
+    On PostgreSQL the store sends the calls themselves, serialized by orjson, as the
+    batch's rows: the field names are the ``events`` columns (docs/tracking.md).
+    """
 
     index: int
     type: str
@@ -103,10 +94,10 @@ class Call:
     sent_at: datetime | None
     group_id: str | None = None
     previous_id: str | None = None
-    # ``properties`` and ``context`` as compact JSON (non-ASCII escaped), encoded once by
-    # ``parse_batch`` for both the checks and the store.
-    properties_json: str = "{}"
-    context_json: str = "{}"
+    # Set by the store (``ingest.py``): the contact an identity call reached, and the
+    # email a userId stands for (the statement resolves the contact from it).
+    contact_id: int | None = None
+    user_email: str | None = None
 
 
 class _Problems:
@@ -123,7 +114,11 @@ def _identifier(raw: Mapping[str, Any], key: str, problems: _Problems) -> str | 
     value = raw.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
+    if value.__class__ is str:  # the usual case, checked in the fewest steps
+        text = value.strip()
+        if len(text) <= MAX_ID and "\x00" not in text:
+            return text or None
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
         problems.add(key, "invalid_type", f"{key} must be a string")
         return None
     text = str(value).strip()
@@ -157,7 +152,10 @@ def parse_time(value: Any, key: str, problems: _Problems) -> datetime | None:
     except ValueError:
         problems.add(key, "invalid_timestamp", f"{key} {value[:40]!r} is not an ISO 8601 date-time")
         return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    zone = parsed.tzinfo
+    if zone is UTC:
+        return parsed
+    return parsed.replace(tzinfo=UTC) if zone is None else parsed.astimezone(UTC)
 
 
 def _campaign_from_url(context: dict[str, Any]) -> None:
@@ -254,23 +252,18 @@ def _one(
         context["ip"] = ip
     if "campaign" not in context:
         _campaign_from_url(context)
-    # Each event is encoded once, here, in the pieces the store sends to PostgreSQL
-    # (ingest.py splices them into the batch's rows): the size and NUL checks read the
-    # same text. The pieces hold what was added above (context.ip, the campaign, a page's
-    # name), so their total bounds the event's own size from above; only an event near the
-    # limit is encoded whole to measure it exactly.
-    body_key = _BODY_KEYS.get(kind)
-    properties_json = _ASCII_JSON.encode(properties)
-    context_json = _ASCII_JSON.encode(context)
-    rest_json = _ASCII_JSON.encode(
-        {k: v for k, v in raw.items() if k != "context" and k != body_key}
-    )
-    bound = len(rest_json) + len(properties_json) + len(context_json) + _KEYS_OVERHEAD
-    if bound > MAX_EVENT_BYTES and _size(raw) > MAX_EVENT_BYTES:
+    # One encoding of the call as sent (orjson: compact UTF-8, about a microsecond) gives
+    # both its exact size and the NUL check; what was added above (context.ip, the
+    # campaign, a page's name) comes from the call itself or the request.
+    try:
+        sent = orjson.dumps(raw)
+    except orjson.JSONEncodeError as exc:  # only from Python callers: a body decodes clean
+        problems.add(None, "invalid_value", f"the event cannot be stored as JSON: {exc}")
+        return None
+    if len(sent) > MAX_EVENT_BYTES:
         problems.add(None, "event_too_large", f"the event is over {MAX_EVENT_BYTES} bytes")
         return None
-    if any("\\u0000" in t and _NUL.search(t) for t in (rest_json, properties_json, context_json)):
-        # PostgreSQL stores no NUL in text or jsonb.
+    if b"\\u0000" in sent and _NUL.search(sent):  # PostgreSQL stores no NUL in text or jsonb
         problems.add(None, "invalid_character", "the event contains a NUL character (\\u0000)")
         return None
     return Call(
@@ -287,8 +280,6 @@ def _one(
         sent_at=sent_at,
         group_id=group_id,
         previous_id=previous_id,
-        properties_json=properties_json,
-        context_json=context_json,
     )
 
 

@@ -9,12 +9,12 @@ Core rows rather than ORM objects: this is the hot path (docs/tracking.md).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, select, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
@@ -40,26 +40,33 @@ class Stored:
     stored: int  # the rest were duplicates of stored messageIds
 
 
-# PostgreSQL: the whole batch travels as ONE jsonb parameter and is unpacked server-side,
-# so Python neither compiles a statement per batch nor binds 13 parameters per row; the
-# contact of each event is resolved by the same statement (the userId's contact, else the
-# anonymous id's), saving the look-up round trip. Rows keep their batch order.
+# PostgreSQL: the whole batch travels as ONE jsonb parameter (the ``Call`` objects as
+# orjson writes them, about 3 microseconds an event) and is unpacked server-side, so
+# Python neither compiles a statement per batch nor binds parameters per row; the contact
+# of each event is resolved by the same statement (the userId's contact, else the
+# anonymous id's), saving the look-up round trip. Rows keep their batch order. One row
+# comes back: how many were stored, and the (contact, name) pairs that reached a contact.
 _PG_INSERT = text(
+    "WITH stored AS ("
     f"INSERT INTO events ({', '.join(_COLUMNS)}) "
-    "SELECT r.workspace_id, COALESCE(r.contact_id, cu.id, ce.id, i.contact_id), "
-    f"{', '.join('r.' + c for c in _COLUMNS[2:])} "
+    "SELECT :workspace_id, COALESCE(r.contact_id, cu.id, ce.id, i.contact_id), "
+    f"{', '.join('r.' + c for c in _COLUMNS[2:10])}, :received_at, r.sent_at, "
+    "r.original_timestamp "
     "FROM ROWS FROM (jsonb_to_recordset(CAST(:rows AS jsonb)) AS ("
-    "workspace_id bigint, contact_id bigint, anonymous_id text, user_id text, type text, "
-    "name text, properties jsonb, context jsonb, message_id text, occurred_at timestamptz, "
-    "received_at timestamptz, sent_at timestamptz, original_timestamp timestamptz, "
-    f"user_email text)) WITH ORDINALITY AS r({', '.join(_COLUMNS)}, user_email, n) "
-    "LEFT JOIN contacts cu ON cu.workspace_id = r.workspace_id AND cu.external_id = r.user_id "
-    "LEFT JOIN contacts ce ON ce.workspace_id = r.workspace_id AND ce.email = r.user_email "
-    "LEFT JOIN identities i ON i.workspace_id = r.workspace_id "
+    "contact_id bigint, anonymous_id text, user_id text, type text, name text, "
+    "properties jsonb, context jsonb, message_id text, occurred_at timestamptz, "
+    "sent_at timestamptz, original_timestamp timestamptz, user_email text)) "
+    "WITH ORDINALITY AS r(contact_id, anonymous_id, user_id, type, name, properties, "
+    "context, message_id, occurred_at, sent_at, original_timestamp, user_email, n) "
+    "LEFT JOIN contacts cu ON cu.workspace_id = :workspace_id AND cu.external_id = r.user_id "
+    "LEFT JOIN contacts ce ON ce.workspace_id = :workspace_id AND ce.email = r.user_email "
+    "LEFT JOIN identities i ON i.workspace_id = :workspace_id "
     "AND i.anonymous_id = r.anonymous_id AND i.contact_id IS NOT NULL "
     "ORDER BY r.n "
     "ON CONFLICT (workspace_id, message_id) WHERE message_id IS NOT NULL DO NOTHING "
-    "RETURNING contact_id, name"
+    "RETURNING contact_id, name) "
+    "SELECT count(*), array_agg(contact_id) FILTER (WHERE contact_id IS NOT NULL), "
+    "array_agg(name) FILTER (WHERE contact_id IS NOT NULL) FROM stored"
 )
 _SQLITE_INSERT = sqlite.insert(Event).on_conflict_do_nothing(
     index_elements=["workspace_id", "message_id"],
@@ -67,43 +74,29 @@ _SQLITE_INSERT = sqlite.insert(Event).on_conflict_do_nothing(
 )
 
 
-def _rows_json(rows: list[dict[str, Any]], calls: list[Call]) -> str:
-    """The rows as one JSON array for ``_PG_INSERT``. ``properties`` and ``context`` are
-    spliced in as the text ``parse_batch`` already encoded (``Call.properties_json``):
-    only the short scalar fields are encoded here, so no event is encoded twice."""
-    texts: dict[datetime, str] = {}  # a batch shares receivedAt, sentAt and often timestamps
-
-    def iso(value: datetime) -> str:
-        text = texts.get(value)
-        if text is None:
-            text = texts[value] = value.isoformat()
-        return text
-
-    encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=iso).encode
-    parts = [
-        f'{encode(row)[:-1]},"properties":{call.properties_json},"context":{call.context_json}}}'
-        for row, call in zip(rows, calls, strict=True)
-    ]
-    return f"[{','.join(parts)}]"
+def _pg_insert(
+    connection: Connection, workspace_id: int, calls: list[Call], received_at: datetime
+) -> tuple[int, list[tuple[int, str]]]:
+    """Run ``_PG_INSERT``: (events stored, (contact id, change key) of those with a contact)."""
+    for call in calls:
+        if call.user_id is not None and "@" in call.user_id:
+            call.user_email = identity.user_email(call.user_id)
+    params = {"workspace_id": workspace_id, "received_at": received_at}
+    params["rows"] = orjson.dumps(calls).decode()
+    count, contact_ids, names = connection.execute(_PG_INSERT, params).one()
+    reached = zip(contact_ids or (), names or (), strict=True)
+    pairs = [(cid, segment_changes.event_key(name)) for cid, name in reached]
+    return int(count), pairs
 
 
-def _insert(session: Session, rows: list[dict[str, Any]], calls: list[Call]) -> int:
+def _insert_sqlite(session: Session, rows: list[dict[str, Any]]) -> int:
     """Insert the rows, skipping stored messageIds; how many were new.
 
     The (contact, event name) pairs of the new rows are noted for segment membership
     (``segments/changes.py``): one job per batch, sent when the batch commits.
     """
-    connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        stored = connection.execute(_PG_INSERT, {"rows": _rows_json(rows, calls)}).all()
-        segment_changes.note_pairs(
-            session, ((cid, segment_changes.event_key(name)) for cid, name in stored)
-        )
-        return len(stored)
-    for row, call in zip(rows, calls, strict=True):
-        row["properties"], row["context"] = call.properties, call.context
-    result = connection.execute(_SQLITE_INSERT, rows)
-    # SQLite: contacts were resolved in Python; a duplicate noted too only costs a no-op.
+    result = session.connection().execute(_SQLITE_INSERT, rows)
+    # Contacts were resolved in Python; a duplicate noted too only costs a no-op.
     segment_changes.note_pairs(
         session, ((r["contact_id"], segment_changes.event_key(r["name"])) for r in rows)
     )
@@ -128,10 +121,8 @@ def _rows(
     calls: list[Call],
     received_at: datetime,
     contact_of: Callable[[Call], int | None],
-    *,
-    on_postgres: bool,
 ) -> list[dict[str, Any]]:
-    rows = [
+    return [
         {
             "workspace_id": workspace_id,
             "contact_id": contact_of(c),
@@ -139,6 +130,8 @@ def _rows(
             "user_id": c.user_id,
             "type": c.type,
             "name": c.name,
+            "properties": c.properties,
+            "context": c.context,
             "message_id": c.message_id,
             "occurred_at": c.occurred_at,
             "received_at": received_at,
@@ -147,10 +140,6 @@ def _rows(
         }
         for c in calls
     ]
-    if on_postgres:
-        for row, call in zip(rows, calls, strict=True):
-            row["user_email"] = identity.user_email(call.user_id)
-    return rows
 
 
 def needs_session(calls: list[Call], dialect: str) -> bool:
@@ -168,15 +157,13 @@ def ingest_events(
     unique = _unique(calls)
     if not unique:
         return Stored(0, 0)
-    rows = _rows(workspace_id, unique, received_at, lambda c: None, on_postgres=True)
-    stored = connection.execute(_PG_INSERT, {"rows": _rows_json(rows, unique)}).all()
-    pairs = [(cid, segment_changes.event_key(name)) for cid, name in stored if cid is not None]
+    stored, pairs = _pg_insert(connection, workspace_id, unique, received_at)
     if pairs:
         with Session(bind=connection, join_transaction_mode="rollback_only") as session:
             tenancy.bind(session, workspace_id)
             segment_changes.note_pairs(session, pairs)
             session.commit()  # sends the notes (segments' before_commit), in our transaction
-    return Stored(len(calls), len(stored))
+    return Stored(len(calls), stored)
 
 
 def ingest(session: Session, calls: list[Call], *, received_at: datetime) -> Stored:
@@ -198,13 +185,21 @@ def ingest(session: Session, calls: list[Call], *, received_at: datetime) -> Sto
     if identity_calls:
         _apply_identity_calls(session, identity_calls, resolver, contacts)
 
+    if on_postgres:
+        for call in unique:
+            call.contact_id = contacts.get(call.index)
+        stored, pairs = _pg_insert(session.connection(), workspace_id, unique, received_at)
+        segment_changes.note_pairs(session, pairs)
+        return Stored(len(calls), stored)
+
     def contact_of(c: Call) -> int | None:
-        if on_postgres or c.index in contacts:
-            return contacts.get(c.index)
+        if c.index in contacts:
+            return contacts[c.index]
         return resolver.contact_of(c.user_id, c.anonymous_id)
 
-    rows = _rows(workspace_id, unique, received_at, contact_of, on_postgres=on_postgres)
-    return Stored(len(calls), _insert(session, rows, unique))
+    return Stored(
+        len(calls), _insert_sqlite(session, _rows(workspace_id, unique, received_at, contact_of))
+    )
 
 
 def _apply_identity_calls(

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import math
 import time
 from typing import Any
 
 import anyio
 import anyio.to_thread
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -121,10 +121,10 @@ async def _payload(request: Request) -> Any:
             code="unsupported_encoding",
         )
     try:
-        return json.loads(body)
-    except UnicodeDecodeError:
-        raise PostwiseError("the body is not UTF-8 text", code="invalid_json") from None
-    except ValueError as exc:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        if "not valid UTF-8" in str(exc):
+            raise PostwiseError("the body is not UTF-8 text", code="invalid_json") from None
         raise PostwiseError(f"the body is not valid JSON: {exc}", code="invalid_json") from None
 
 
