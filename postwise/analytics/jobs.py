@@ -26,6 +26,7 @@ from postwise.jobs import queue
 from postwise.jobs.registry import JobContext, task
 from postwise.storage.tables import (
     AnalyticsWatermark,
+    Campaign,
     CampaignAttribution,
     ContactEngagement,
     Event,
@@ -169,6 +170,47 @@ def _queue_daily_rescores(session: Session, now: datetime) -> None:
         )
 
 
+UPLIFT = "analytics.uplift"
+
+
+def queue_uplift(session: Session, params: dict[str, object] | None = None) -> int:
+    """Queue ``analytics.uplift`` for this (tenant) session's workspace: one parameter set
+    (``event``, ``revenue_property``, ``window_days``), or, without, every known one."""
+    ws = workspace_of(session)
+    return queue.enqueue(session, UPLIFT, {"params": params}, workspace_id=ws, priority=600)
+
+
+@task(UPLIFT)
+def uplift_job(ctx: JobContext) -> None:
+    """Compute and store the CLTV uplift (docs/analytics.md) so reports read one row."""
+    from postwise.analytics import uplift
+
+    given = ctx.payload.get("params")
+    if isinstance(given, dict):
+        wanted = [uplift.Params(**given)]
+    else:
+        wanted = uplift.known_params(ctx.session)
+    for params in wanted:
+        result = uplift.refresh(ctx.session, params)
+        log.info("analytics.uplift", goal=params.event, uplift=result["uplift"])
+
+
+def _queue_daily_uplift(session: Session, now: datetime) -> None:
+    """Once per UTC day per workspace that started a campaign (the small campaigns table,
+    not the recipients, is read every sweep)."""
+    day = now.date().isoformat()
+    started = select(Campaign.workspace_id).where(Campaign.started_at.is_not(None)).distinct()
+    for ws in session.scalars(started).all():
+        queue.enqueue(
+            session,
+            UPLIFT,
+            {"params": None},
+            workspace_id=int(ws),
+            priority=600,
+            dedupe_key=f"{UPLIFT}:{ws}:{day}",
+        )
+
+
 @task(SWEEP)
 def sweep(ctx: JobContext) -> None:
     """Fan out: one ``analytics.rollup`` per workspace with new events, then the next sweep."""
@@ -189,5 +231,6 @@ def sweep(ctx: JobContext) -> None:
             dedupe_key=f"{ROLLUP}:{ws}:sweep:{due.isoformat()}",
         )
     _queue_daily_rescores(ctx.session, now)
+    _queue_daily_uplift(ctx.session, now)
     _enqueue_sweep(ctx.session, _next_due(max(due, now), seconds))
     log.info("analytics.rollup_sweep", workspaces=len(workspaces))

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from postwise.core.errors import NotFound
+from postwise.core.errors import NotFound, ValidationFailed
 from postwise.storage.tables import ROLLUP_COUNTERS, AnalyticsRollup, Campaign
 
 DIMENSIONS = ("campaign", "variant", "domain", "company", "segment", "list", "workflow")
@@ -182,6 +182,67 @@ def segment_report(session: Session, segment_id: int) -> dict[str, Any]:
         "kpis": Totals(totals).kpis(),
         "engagement_score_mean": round(engagement.segment_mean(session, segment_id), 6),
     }
+
+
+def list_report(session: Session, list_id: int) -> dict[str, Any]:
+    """Sums over every campaign of what was sent through a list (its hygiene rates)."""
+    from postwise.storage.tables import MailingList
+
+    mailing_list = session.get(MailingList, list_id)
+    if mailing_list is None:
+        raise NotFound(f"list {list_id} not found", field="list_id")
+    row = session.execute(
+        select(*_sums()).where(
+            AnalyticsRollup.dimension == "list", AnalyticsRollup.dimension_id == str(list_id)
+        )
+    ).one()
+    totals = _counters(row)
+    return {
+        "list_id": list_id,
+        "name": mailing_list.name,
+        "totals": totals,
+        "kpis": Totals(totals).kpis(),
+    }
+
+
+HYGIENE_KPIS = ("bounce_rate", "unsubscribe_rate", "complaint_rate", "conversion_rate")
+
+
+def hygiene(session: Session, kind: str) -> list[dict[str, Any]]:
+    """Per segment or per list, over every campaign sent through it: sent, delivered,
+    bounces, unsubscribes, complaints, conversions and their rates (one grouped read of
+    the daily rollup rows; names from the segment or list, removed ones named by id)."""
+    from postwise.storage.tables import MailingList, Segment
+
+    if kind not in ("segment", "list"):
+        raise ValidationFailed("kind must be 'segment' or 'list'", field="kind")
+    model: Any = Segment if kind == "segment" else MailingList
+    names = {str(i): n for i, n in session.execute(select(model.id, model.name))}
+    rows = session.execute(
+        select(AnalyticsRollup.dimension_id, *_sums())
+        .where(AnalyticsRollup.dimension == kind)
+        .group_by(AnalyticsRollup.dimension_id)
+    ).all()
+    out = []
+    for r in rows:
+        counters = _counters(r)
+        kpis = Totals(counters).kpis()
+        out.append(
+            {
+                "kind": kind,
+                "id": int(r.dimension_id),
+                "name": names.get(r.dimension_id),
+                "sent": counters["sent"],
+                "delivered": counters["delivered"],
+                "bounced": counters["bounced_hard"] + counters["bounced_soft"],
+                "unsubscribes": counters["unsubscribes"],
+                "complaints": counters["complaints"],
+                "conversions": counters["conversions"],
+                "revenue": counters["revenue"],
+                **{k: kpis[k] for k in HYGIENE_KPIS},
+            }
+        )
+    return sorted(out, key=lambda row: row["id"])
 
 
 def to_csv(rows: list[Row]) -> str:

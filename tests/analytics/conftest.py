@@ -3,14 +3,20 @@ writes email events the way the delivery pipeline and the tracker do."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
+from typer.testing import CliRunner
 
 from postwise.contacts.actions import upsert_contacts
 from postwise.core import clock
+from postwise.core.settings import get_settings
 from postwise.storage.database import Database
 from postwise.storage.tables import Campaign, CampaignRecipient, Event
 from postwise.workspaces.actions import create_workspace
@@ -136,3 +142,23 @@ EXPECTED = {
     "unsubscribes": 1,
     "complaints": 1,
 }
+
+
+@pytest.fixture
+def cli_runner(
+    db: Database, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[CliRunner]:
+    monkeypatch.setenv("POSTWISE_DATABASE_URL", db.url)
+    monkeypatch.setenv("POSTWISE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("POSTWISE_SECRET_KEY", "analytics-test-secret")
+    get_settings.cache_clear()
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield CliRunner()
+    finally:
+        get_settings.cache_clear()
+        structlog.configure(**saved)
+        root.handlers[:] = handlers
+        root.setLevel(level)

@@ -4,45 +4,21 @@ HTML page rendered by Chromium with its charts present and no request leaving th
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from typer.testing import CliRunner
 
 from postwise.analytics import rollup
 from postwise.cli.main import app
-from postwise.core.settings import get_settings
 from postwise.storage.database import Database
 
 from .conftest import EXPECTED, T0, World, standard_events
 
 CHROMIUM = "/usr/bin/chromium"
-
-
-@pytest.fixture
-def cli_runner(
-    db: Database, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> Iterator[CliRunner]:
-    monkeypatch.setenv("POSTWISE_DATABASE_URL", db.url)
-    monkeypatch.setenv("POSTWISE_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("POSTWISE_SECRET_KEY", "analytics-test-secret")
-    get_settings.cache_clear()
-    saved = structlog.get_config()
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
-        yield CliRunner()
-    finally:
-        get_settings.cache_clear()
-        structlog.configure(**saved)
-        root.handlers[:] = handlers
-        root.setLevel(level)
 
 
 @pytest.fixture
