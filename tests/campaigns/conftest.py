@@ -3,15 +3,19 @@ a verified sending domain, and settings the delivery pipeline and campaigns both
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import structlog
+from typer.testing import CliRunner
 
 from postwise.campaigns import lifecycle
 from postwise.contacts import lists
 from postwise.contacts.actions import upsert_contacts
-from postwise.core.settings import Settings
+from postwise.core.settings import Settings, get_settings
 from postwise.delivery import service
 from postwise.jobs.runner import Worker
 from postwise.messages import keys
@@ -134,3 +138,24 @@ def base_campaign(world: World, **extra: object) -> dict[str, object]:
         "audience": {"sources": [{"segment": world.segment_id}, {"list": world.list_id}]},
         **extra,
     }
+
+
+@pytest.fixture
+def cli_runner(
+    db: Database, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[CliRunner]:
+    monkeypatch.setenv("POSTWISE_DATABASE_URL", db.url)
+    monkeypatch.setenv("POSTWISE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("POSTWISE_SECRET_KEY", SECRET)
+    monkeypatch.setenv("POSTWISE_DELIVERY_POSTAL_ADDRESS", "1 Main St, Springfield")
+    get_settings.cache_clear()
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield CliRunner()
+    finally:  # commands log onto CliRunner's closed stream: restore (as tests/cli does)
+        get_settings.cache_clear()
+        structlog.configure(**saved)
+        root.handlers[:] = handlers
+        root.setLevel(level)

@@ -3,40 +3,14 @@
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-import structlog
 from typer.testing import CliRunner
 
 from postwise.cli.main import app
-from postwise.core.settings import get_settings
 from postwise.storage.database import Database
 
-from .conftest import SECRET, base_campaign, make_world
-
-
-@pytest.fixture
-def cli_runner(
-    db: Database, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> Iterator[CliRunner]:
-    monkeypatch.setenv("POSTWISE_DATABASE_URL", db.url)
-    monkeypatch.setenv("POSTWISE_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("POSTWISE_SECRET_KEY", SECRET)
-    monkeypatch.setenv("POSTWISE_DELIVERY_POSTAL_ADDRESS", "1 Main St, Springfield")
-    get_settings.cache_clear()
-    saved = structlog.get_config()
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
-        yield CliRunner()
-    finally:  # commands log onto CliRunner's closed stream: restore (as tests/cli does)
-        get_settings.cache_clear()
-        structlog.configure(**saved)
-        root.handlers[:] = handlers
-        root.setLevel(level)
+from .conftest import base_campaign, make_world
 
 
 def test_create_estimate_schedule_pause_twice_resume_cancel(

@@ -14,9 +14,12 @@ from email.parser import BytesParser
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
+from typer.testing import CliRunner
 
+from postwise.analytics import rollup
 from postwise.api.app import create_app
 from postwise.campaigns import attribution, lifecycle, results, store
+from postwise.cli.main import app
 from postwise.core import clock
 from postwise.core.settings import Settings
 from postwise.delivery.transports.maildir import list_captured, read_captured
@@ -124,3 +127,122 @@ def test_segment_campaign_to_capture_opens_clicks_and_a_purchase_attributed(
             else:
                 assert subject.startswith("Hello ")
         assert set(variant_of.values()) == {"A", "B"}
+
+
+def _dsn(recipient: str, original_message_id: str) -> bytes:
+    """An RFC 3464 report the way Postfix writes one, quoting the original Message-ID."""
+    return (
+        "From: MAILER-DAEMON@mx.corp0.example (Mail Delivery System)\r\n"
+        "To: news@send.example\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\n"
+        "Message-ID: <dsn-e2e@mx.corp0.example>\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b1"\r\n'
+        "\r\n--b1\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
+        f"<{recipient}>: host mx.corp0.example said: 550 5.1.1 no such user\r\n"
+        "\r\n--b1\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.corp0.example\r\n\r\n"
+        f"Final-Recipient: rfc822; {recipient}\r\n"
+        "Action: failed\r\nStatus: 5.1.1\r\n"
+        "Diagnostic-Code: smtp; 550 5.1.1 The email account that you tried to reach does "
+        "not exist\r\n"
+        "\r\n--b1\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"From: news@send.example\r\nTo: {recipient}\r\nSubject: Hello\r\n"
+        f"Message-ID: {original_message_id}\r\n"
+        "\r\n--b1--\r\n"
+    ).encode()
+
+
+def test_segment_campaign_report_shows_people_machines_and_a_real_bounce_apart(
+    db: Database, world: World, settings: Settings, cli_runner: CliRunner
+) -> None:
+    """Captured mail; a person opens and clicks, Apple's proxy opens, a client without a
+    user agent (a scanner) clicks, a DSN comes in through POST /api/bounces/raw, a
+    purchase through /v1/track; after the rollup the report (API and CLI) shows human
+    and machine opens and clicks in separate columns, the hard bounce and the revenue."""
+    with db.tenant(world.ws) as s:
+        c = store.create_campaign(
+            s,
+            base_campaign(
+                world,
+                audience={"segment_ids": [world.segment_id]},
+                goal_event="Order Completed",
+                revenue_property="revenue",
+                attribution_window_hours=48,
+            ),
+        )
+        lifecycle.schedule(s, c.id)
+        cid = c.id
+    drain(db)
+    captured = {m.outbox_id: m for m in list_captured(settings.resolved_capture_dir(), world.ws)}
+    with db.tenant(world.ws) as s:
+        rows = {r.email: r for r in s.scalars(select(OutboxMessage))}
+        s.execute(update(OutboxMessage).values(sent_at=clock.utcnow() - timedelta(hours=1)))
+    seniors = sorted(rows)
+    reader, proxied, scanned, gone = seniors[:4]
+
+    def message(email: str) -> tuple[str, str, str]:
+        raw = read_captured(
+            settings.resolved_capture_dir(), world.ws, captured[rows[email].id].name
+        )
+        html = _html(raw)
+        msgid = str(BytesParser(policy=policy.default).parsebytes(raw)["Message-ID"])
+        [pixel] = re.findall(r"(/o/[0-9a-f]+)", html)
+        return pixel, re.findall(r"(/c/[0-9a-f]+)", html)[0], msgid
+
+    with TestClient(create_app(settings, db), follow_redirects=False) as client:
+        pixel, link, _ = message(reader)
+        assert client.get(pixel, headers={"User-Agent": BROWSER}).status_code == 200
+        assert client.get(link, headers={"User-Agent": BROWSER}).status_code == 302
+        assert client.get(message(proxied)[0], headers={"User-Agent": APPLE_MPP}).status_code == 200
+        assert client.get(message(scanned)[1], headers={"User-Agent": ""}).status_code == 302
+        posted = client.post(
+            "/api/bounces/raw",
+            content=_dsn(gone, message(gone)[2]),
+            headers={
+                "content-type": "message/rfc822",
+                "Authorization": f"Bearer {world.api_key}",
+            },
+        )
+        assert posted.status_code == 200, posted.text
+        assert posted.json()["outbox_id"] == rows[gone].id
+        key = base64.b64encode(f"{world.write_key}:".encode()).decode()
+        r = client.post(
+            "/v1/track",
+            json={"userId": reader, "event": "Order Completed", "properties": {"revenue": 99.5}},
+            headers={"Authorization": f"Basic {key}"},
+        )
+        assert r.status_code == 200, r.text
+        with db.tenant(world.ws) as s:
+            assert attribution.attribute(s) == 1
+        with db.tenant(world.ws) as s:
+            rollup.roll_up(s, lag=timedelta(0))
+            rollup.fold_attributions(s, lag=timedelta(0))
+        got = client.get(
+            f"/api/analytics/campaigns/{cid}", headers={"Authorization": f"Bearer {world.api_key}"}
+        )
+        assert got.status_code == 200, got.text
+        totals = got.json()["totals"]
+    expected = {
+        "sent": len(seniors),
+        "delivered": 0,  # the capture is a relay hop, not the recipient's server
+        "bounced_hard": 1,
+        "unique_opens_human": 1,
+        "unique_opens_machine": 1,
+        "unique_clicks_human": 1,
+        "unique_clicks_machine": 1,
+        "clicks_human": 1,
+        "clicks_machine": 1,
+        "conversions": 1,
+        "revenue": 99.5,
+    }
+    assert {k: totals[k] for k in expected} == expected
+    assert totals["opens_machine"] == 1
+    out = cli_runner.invoke(app, ["report", "campaign", "launch", "-w", str(world.ws)])
+    assert out.exit_code == 0, out.output
+    lines = {line.split("│")[1].strip(): line for line in out.output.splitlines() if "│" in line}
+    cells = {k: [c.strip() for c in v.split("│")[2:4]] for k, v in lines.items()}
+    assert cells["unique opens"] == ["1", "1"]  # human, machine
+    assert cells["unique clicks"] == ["1", "1"]
+    assert cells["hard bounces"][0] == "1"
+    assert cells["revenue"][0] == "99.50"
