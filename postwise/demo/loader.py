@@ -4,7 +4,8 @@ Companies, contacts, attributes, lists and subscriptions go through the domain w
 functions, so the demo obeys every rule real data does (validation, company linking,
 consent records, double opt-in, audit rows). Those functions stamp the current time, so
 afterwards the stored times are moved back to the history the generator planned. Events
-have no write action yet and are bulk-inserted.
+have no write action yet and are bulk-inserted. Last, ``campaign.py`` adds a campaign
+sent to a segment three days ago, with its history rolled up, so the reports have data.
 
 Everything happens in one transaction: a load that fails leaves nothing behind, and the
 ``demo`` marker in the workspace's settings, which ``find_demo_workspace`` looks for,
@@ -18,13 +19,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from postwise.contacts import lists
 from postwise.contacts.actions import upsert_contacts
 from postwise.contacts.attributes import define_attribute
 from postwise.contacts.companies import upsert_company
+from postwise.demo.campaign import write_campaign
 from postwise.demo.data import IMPORT_CONSENT_TEXT
 from postwise.demo.generator import (
     ContactRecord,
@@ -156,6 +158,7 @@ def _write(session: Session, workspace_id: int, demo: DemoData) -> dict[str, int
     for events in _batches(demo.events, EVENT_BATCH):
         session.execute(insert(Event), [_event_row(workspace_id, e, contact_ids) for e in events])
     session.flush()
+    sent = write_campaign(session, workspace_id, now=demo.now, seed=demo.seed)
     return {
         "attributes": len(demo.attributes),
         "companies": len(demo.companies),
@@ -163,7 +166,10 @@ def _write(session: Session, workspace_id: int, demo: DemoData) -> dict[str, int
         "free_mail_contacts": sum(1 for c in demo.contacts if c.company is None),
         "lists": len(demo.lists),
         "list_memberships": len(demo.memberships),
-        "events": len(demo.events),
+        # generated history, the campaign's mail and the segment's entered events
+        "events": session.scalar(select(func.count()).select_from(Event)) or 0,
+        "campaigns_sent": 1,
+        "campaign_recipients": sent.recipients,
     }
 
 
