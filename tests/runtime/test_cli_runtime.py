@@ -188,8 +188,15 @@ def test_run_demo_serves_api_worker_and_capture_in_one_process(tmp_path: Path) -
         assert captured_subjects(api, key) == ["Hello from the test"]
         # The playbook segments are seeded and filled by the worker's refresh jobs.
         segments = refreshed_segments(api, key)
-        assert len(segments) == 7 and segments["Cart abandoners"] >= 0
+        assert len(segments) == 8 and segments["Cart abandoners"] >= 0  # 7 playbooks + 1
         assert segments["Enterprise decision makers"] > 0
+        # The demo's sent campaign to its "Decision makers" segment has a report.
+        auth = {"Authorization": f"Bearer {key}"}
+        listed = httpx.get(f"{api}/api/campaigns", headers=auth, timeout=10).json()["data"]
+        [sent] = [c for c in listed if c["key"] == "q4-decision-makers"]
+        report = httpx.get(f"{api}/api/analytics/campaigns/{sent['id']}", headers=auth, timeout=10)
+        totals = report.json()["totals"]
+        assert totals["sent"] > 0 and totals["opens_human"] > 0 and totals["opens_machine"] > 0
 
         other = subprocess.run(
             postwise("workspace", "create", "Other", "--json"),
