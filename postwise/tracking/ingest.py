@@ -74,15 +74,34 @@ _SQLITE_INSERT = sqlite.insert(Event).on_conflict_do_nothing(
 )
 
 
-def _pg_insert(
-    connection: Connection, workspace_id: int, calls: list[Call], received_at: datetime
-) -> tuple[int, list[tuple[int, str]]]:
-    """Run ``_PG_INSERT``: (events stored, (contact id, change key) of those with a contact)."""
-    for call in calls:
+@dataclass(frozen=True)
+class Encoded:
+    """A batch's unique calls as the JSON rows of ``_PG_INSERT``.
+
+    Encoding before the database wait lets the parsed objects go at once: kept alive across
+    the wait, thousands per batch would be promoted and re-traversed by the cyclic garbage
+    collector (measured at about 1 ms of CPU per 100-event batch).
+    """
+
+    received: int
+    rows: str
+
+
+def encode(calls: list[Call]) -> Encoded:
+    """The PostgreSQL rows of ``calls``: the calls themselves as orjson writes them (the
+    field names are the statement's columns), with the email a userId stands for."""
+    unique = _unique(calls)
+    for call in unique:
         if call.user_id is not None and "@" in call.user_id:
             call.user_email = identity.user_email(call.user_id)
-    params = {"workspace_id": workspace_id, "received_at": received_at}
-    params["rows"] = orjson.dumps(calls).decode()
+    return Encoded(len(calls), orjson.dumps(unique).decode() if unique else "")
+
+
+def _pg_insert(
+    connection: Connection, workspace_id: int, rows: str, received_at: datetime
+) -> tuple[int, list[tuple[int, str]]]:
+    """Run ``_PG_INSERT``: (events stored, (contact id, change key) of those with a contact)."""
+    params = {"workspace_id": workspace_id, "received_at": received_at, "rows": rows}
     count, contact_ids, names = connection.execute(_PG_INSERT, params).one()
     reached = zip(contact_ids or (), names or (), strict=True)
     pairs = [(cid, segment_changes.event_key(name)) for cid, name in reached]
@@ -149,21 +168,21 @@ def needs_session(calls: list[Call], dialect: str) -> bool:
 
 
 def ingest_events(
-    connection: Connection, workspace_id: int, calls: list[Call], *, received_at: datetime
+    connection: Connection, workspace_id: int, batch: Encoded, *, received_at: datetime
 ) -> Stored:
-    """A PostgreSQL batch without identity calls (most of them): the one INSERT on a Core
-    connection in the caller's transaction, no ORM session. Events that reached a contact
-    are noted for segments through a session joined to the same transaction, only then."""
-    unique = _unique(calls)
-    if not unique:
-        return Stored(0, 0)
-    stored, pairs = _pg_insert(connection, workspace_id, unique, received_at)
+    """A PostgreSQL batch without identity calls (most of them), already ``encode``d: the
+    one INSERT on a Core connection in the caller's transaction, no ORM session. Events
+    that reached a contact are noted for segments through a session joined to the same
+    transaction, only then."""
+    if not batch.rows:
+        return Stored(batch.received, 0)
+    stored, pairs = _pg_insert(connection, workspace_id, batch.rows, received_at)
     if pairs:
         with Session(bind=connection, join_transaction_mode="rollback_only") as session:
             tenancy.bind(session, workspace_id)
             segment_changes.note_pairs(session, pairs)
             session.commit()  # sends the notes (segments' before_commit), in our transaction
-    return Stored(len(calls), stored)
+    return Stored(batch.received, stored)
 
 
 def ingest(session: Session, calls: list[Call], *, received_at: datetime) -> Stored:
@@ -188,7 +207,8 @@ def ingest(session: Session, calls: list[Call], *, received_at: datetime) -> Sto
     if on_postgres:
         for call in unique:
             call.contact_id = contacts.get(call.index)
-        stored, pairs = _pg_insert(session.connection(), workspace_id, unique, received_at)
+        rows = encode(unique).rows
+        stored, pairs = _pg_insert(session.connection(), workspace_id, rows, received_at)
         segment_changes.note_pairs(session, pairs)
         return Stored(len(calls), stored)
 

@@ -11,6 +11,8 @@ import base64
 import binascii
 import math
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import anyio
@@ -24,8 +26,8 @@ from postwise.core.clock import utcnow
 from postwise.core.errors import AuthenticationFailed, PayloadTooLarge, PostwiseError
 from postwise.core.settings import Settings
 from postwise.storage.database import Database
+from postwise.tracking import ingest
 from postwise.tracking.events import BadBatch, Call, parse_batch
-from postwise.tracking.ingest import ingest, ingest_events, needs_session
 from postwise.tracking.limits import MAX_BATCH_BYTES, RateLimiter, gunzip_bounded
 from postwise.workspaces.actions import authenticate
 
@@ -128,13 +130,33 @@ async def _payload(request: Request) -> Any:
         raise PostwiseError(f"the body is not valid JSON: {exc}", code="invalid_json") from None
 
 
-def _store(db: Database, workspace_id: int, calls: list[Call], received_at: Any) -> None:
-    if needs_session(calls, db.dialect):
-        with db.tenant(workspace_id) as session:
-            ingest(session, calls, received_at=received_at)
-        return
+def _store_calls(db: Database, workspace_id: int, calls: list[Call], received_at: Any) -> None:
+    with db.tenant(workspace_id) as session:
+        ingest.ingest(session, calls, received_at=received_at)
+
+
+def _store_encoded(
+    db: Database, workspace_id: int, batch: ingest.Encoded, received_at: Any
+) -> None:
     with db.engine.begin() as connection:
-        ingest_events(connection, workspace_id, calls, received_at=received_at)
+        ingest.ingest_events(connection, workspace_id, batch, received_at=received_at)
+
+
+def _storing(
+    db: Database,
+    workspace_id: int,
+    payload: Any,
+    received_at: Any,
+    ip: str | None,
+    kind: str | None,
+) -> Callable[[], None]:
+    """Check the body and return the write to run in a thread. A batch without identity
+    calls on PostgreSQL is encoded here, so only its text crosses to the thread and the
+    parsed objects are freed before the database wait (``ingest.Encoded``)."""
+    calls = parse_batch(payload, received_at=received_at, ip=ip, kind=kind)
+    if ingest.needs_session(calls, db.dialect):
+        return partial(_store_calls, db, workspace_id, calls, received_at)
+    return partial(_store_encoded, db, workspace_id, ingest.encode(calls), received_at)
 
 
 class _WriteKeys:
@@ -193,10 +215,9 @@ async def _handle(request: Request, kind: str | None) -> JSONResponse:
         if wait:
             raise _TooManyEvents(wait)
         ip = request.client.host if request.client else None
-        calls = parse_batch(payload, received_at=received_at, ip=ip, kind=kind)
-        await anyio.to_thread.run_sync(
-            _store, db, workspace_id, calls, received_at, limiter=_store_limiter(request)
-        )
+        store = _storing(db, workspace_id, payload, received_at, ip, kind)
+        del payload, items  # the body's objects go now, before the database wait
+        await anyio.to_thread.run_sync(store, limiter=_store_limiter(request))
     except PostwiseError as exc:
         return _error(exc)
     return JSONResponse(SUCCESS)
