@@ -205,6 +205,26 @@ def _bounds(
     return out
 
 
+def email_tests(
+    cond: EmailCondition, type_: ColumnElement[Any], properties: ColumnElement[Any]
+) -> list[ColumnElement[bool]]:
+    """What an email condition asks of each event of its name beyond the window."""
+    tests = [type_ == _text(EMAIL_TYPE)]
+    for key, value in ((CAMPAIGN_KEY, cond.campaign), (WORKFLOW_KEY, cond.workflow)):
+        if value is not None:
+            tests.append(cast(ColumnElement[bool], jsonsql.json_text_in(properties, key, [value])))
+    if not cond.include_machine:
+        tests.append(not_(jsonsql.json_is_true(properties, MACHINE_KEY)))
+    return tests
+
+
+def bound_tests(
+    expr: ColumnElement[Any], bounds: Sequence[tuple[str, Any]]
+) -> list[ColumnElement[bool]]:
+    """SQL for ``timing`` bounds on ``expr`` (the evaluator's fact load reads with them)."""
+    return _bounds(expr, bounds)
+
+
 def field_test(
     spec: FieldSpec,
     op: str,
@@ -465,13 +485,7 @@ class _Compiler:
 
     def _email_set(self, cond: EmailCondition) -> _EventSet:
         e, tests = self._events(cond.event_name, (), cond.window)
-        tests.append(e.c.type == _text(EMAIL_TYPE))
-        props = e.c.properties
-        for key, value in ((CAMPAIGN_KEY, cond.campaign), (WORKFLOW_KEY, cond.workflow)):
-            if value is not None:
-                tests.append(cast(ColumnElement[bool], jsonsql.json_text_in(props, key, [value])))
-        if not cond.include_machine:
-            tests.append(not_(jsonsql.json_is_true(props, MACHINE_KEY)))
+        tests += email_tests(cond, e.c.type, e.c.properties)
         return _counted(e, tests, cond.count)
 
     def _member(self, found: _EventSet, contacts: FromClause) -> ColumnElement[bool]:

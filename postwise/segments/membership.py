@@ -22,14 +22,17 @@ an event twice. See docs/segments.md.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import Table, bindparam, insert, select, text, update
+from sqlalchemy import String, Table, bindparam, func, insert, select, text, update
+from sqlalchemy import cast as cast_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -39,7 +42,8 @@ from postwise.core.pagination import Page, check_limit, decode_cursor, encode_cu
 from postwise.segments import catalog, changes
 from postwise.segments.compiler import compile_members
 from postwise.segments.evaluator import evaluate
-from postwise.segments.facts import load_facts
+from postwise.segments.facts import ContactFacts, load_facts
+from postwise.segments.references import References, merged
 from postwise.storage.tables import Contact, Event, Segment, SegmentMembership
 from postwise.storage.tenancy import workspace_of
 
@@ -261,12 +265,91 @@ def current_members(
     return found
 
 
-def _holds(session: Session, segment: catalog.Loaded, contact_id: int, now: datetime) -> bool:
+@dataclass
+class Shared:
+    """What one job reads once for all the segments it decides (``segments``): each
+    contact's facts, loaded for all their references at once, and its open stays, read
+    in the same statement as its contact row."""
+
+    segments: frozenset[int]
+    refs: References
+    facts: dict[int, ContactFacts | None] = field(default_factory=dict)
+    stays: Stays = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, segments: Sequence[catalog.Loaded], ids: set[int]) -> Shared:
+        chosen = tuple(s for s in segments if s.id in ids)
+        key = tuple(s.id for s in chosen)
+        with _merged_lock:
+            found = _merged.get(key)
+            if found is None or any(a is not b for a, b in zip(found[0], chosen, strict=True)):
+                # parsed segments are cached objects: same objects, same references
+                found = (chosen, merged([s.refs for s in chosen]))
+                _merged[key] = found
+                while len(_merged) > 1024:
+                    _merged.popitem(last=False)
+        return cls(frozenset(ids), found[1])
+
+    def forget(self, contact_ids: Iterable[int]) -> None:
+        """Facts read before this job wrote segment events that some segment reads."""
+        if {ENTERED, EXITED} & self.refs.all_event_names:
+            for cid in contact_ids:
+                self.facts.pop(cid, None)
+
+
+# segment ids -> (those parsed segments, their merged references): one object per set,
+# so the fact load's statement, built per references object, is built once.
+_merged: OrderedDict[tuple[int, ...], tuple[tuple[catalog.Loaded, ...], References]] = OrderedDict()
+_merged_lock = threading.Lock()
+_OPEN_LABEL = "postwise_open_segments"
+
+
+# The contact's open stays as one text column of its row ("3,7"), read with it.
+_OPEN_COLUMN = (
+    select(func.aggregate_strings(cast_(_STAYS.c.segment_id, String()), ","))
+    .where(
+        _STAYS.c.workspace_id == bindparam("ws"),
+        _STAYS.c.contact_id == cast(Table, Contact.__table__).c.id,
+        _STAYS.c.exited_at.is_(None),
+    )
+    .scalar_subquery()
+)
+_WITH_STAYS = {_OPEN_LABEL: _OPEN_COLUMN}
+
+
+def _facts(
+    session: Session, workspace_id: int, contact_id: int, now: datetime, shared: Shared
+) -> ContactFacts | None:
+    if contact_id in shared.facts:
+        return shared.facts[contact_id]
     try:
-        facts = load_facts(session, segment.workspace_id, contact_id, now, segment.refs)
+        facts = load_facts(session, workspace_id, contact_id, now, shared.refs, extra=_WITH_STAYS)
+    except NotFound:
+        facts = None  # deleted meanwhile: its stays went with it
+    if facts is not None:
+        row = cast(dict[str, Any], facts.contact)
+        listed = row.pop(_OPEN_LABEL, None)
+        if contact_id not in shared.stays:
+            shared.stays[contact_id] = {int(x) for x in str(listed or "").split(",") if x}
+    shared.facts[contact_id] = facts
+    return facts
+
+
+def _holds(
+    session: Session,
+    segment: catalog.Loaded,
+    contact_id: int,
+    now: datetime,
+    shared: Shared | None = None,
+) -> bool:
+    if shared is not None and segment.id in shared.segments:
+        facts = _facts(session, segment.workspace_id, contact_id, now, shared)
+        return facts is not None and evaluate(segment.definition, facts, now)
+    try:
+        found = load_facts(session, segment.workspace_id, contact_id, now, segment.refs)
     except NotFound:
         return False  # deleted meanwhile: its stays went with it
-    return evaluate(segment.definition, facts, now)
+    return evaluate(segment.definition, found, now)
 
 
 def matching(
@@ -276,6 +359,7 @@ def matching(
     now: datetime,
     contact_ids: Sequence[int] | None = None,
     by_sql: bool = False,
+    shared: Shared | None = None,
 ) -> set[int]:
     """Contacts that match the definition now (all of them, or among ``contact_ids``).
 
@@ -286,7 +370,7 @@ def matching(
         stmt = compile_members(segment.definition, workspace_id=segment.workspace_id, now=now)
         return {int(c) for c in session.scalars(stmt)}
     if len(contact_ids) <= EVALUATE_AT_MOST and not by_sql:
-        return {cid for cid in set(contact_ids) if _holds(session, segment, cid, now)}
+        return {cid for cid in set(contact_ids) if _holds(session, segment, cid, now, shared)}
     found: set[int] = set()
     for chunk in _chunks(sorted(contact_ids)):
         stmt = compile_members(
@@ -303,17 +387,21 @@ def apply(
     *,
     now: datetime,
     stays: Stays | None = None,
+    shared: Shared | None = None,
 ) -> Moves:
     """Re-evaluate ``segment`` for these contacts only and record who entered or left.
 
-    ``stays`` (the contacts' open stays, read once per job by ``_open_stays``) saves the
-    per-segment read of current members; contacts it lacks are read into it, and it is
-    kept current with what this call writes.
+    ``stays`` (the contacts' open stays, read once per job with their facts or by
+    ``_open_stays``) saves the per-segment read of current members; contacts it lacks
+    are read into it, and it is kept current with what this call writes. ``shared``:
+    the job's facts, loaded once for all its segments.
     """
     ids = sorted(set(contact_ids))
     if not ids:
         return Moves(segment.id)
-    should = matching(session, segment, now=now, contact_ids=ids)
+    if shared is not None:
+        stays = shared.stays
+    should = matching(session, segment, now=now, contact_ids=ids, shared=shared)
     if stays is None:
         stored = current_members(session, segment.id, ids)
     else:
@@ -329,6 +417,8 @@ def apply(
             stays[cid].add(segment.id)
         for cid in exited:
             stays[cid].discard(segment.id)
+    if shared is not None:
+        shared.forget([*entered, *exited])
     return Moves(segment.id, entered, exited)
 
 
@@ -399,17 +489,19 @@ def _flow(
     *,
     now: datetime,
     skip: set[int] | None = None,
-    stays: Stays | None = None,
     lock: list[int] | None = None,
 ) -> list[Moves]:
     """Visit active segments in dependency order; evaluate the contacts each must see.
 
     ``lock`` (the contacts' advisory lock keys) is taken before the first decision, with
     shared locks on the segments the job may write (``refresh`` takes them exclusively),
-    so a job that no segment can see costs the catalog stamp alone."""
+    so a job that no segment can see costs the catalog stamp alone. A job about a few
+    contacts reads each one's facts and open stays once for every segment (``Shared``)."""
     out: list[Moves] = []
     skip = skip or set()
     segments = catalog.load(session)
+    shared: Shared | None = None
+    reach: set[int] | None = None
     for segment in segments:
         if segment.id in skip:
             continue
@@ -420,15 +512,16 @@ def _flow(
             continue
         if segment.account_level:
             wanted = colleagues(session, wanted)
-        if lock:
-            triggered = [
+        if reach is None:  # the first decision: what the job may write
+            triggered = {
                 s.id for s in segments if any(s.triggered_by(k) for k in contacts.values())
-            ]
-            _take_locks(session, lock, _segment_keys(_downstream(segments, triggered)))
-            lock = None
-        if stays is None and len(wanted) <= EVALUATE_AT_MOST:
-            stays = {}  # filled on first use: a job that no segment can see reads nothing
-        moves = apply(session, segment, sorted(wanted), now=now, stays=stays)
+            }
+            reach = _downstream(segments, triggered | set(moved)) - skip
+            if lock:
+                _take_locks(session, lock, _segment_keys(reach))
+        if shared is None and len(wanted) <= EVALUATE_AT_MOST:
+            shared = Shared.of(segments, reach)  # filled on first use
+        moves = apply(session, segment, sorted(wanted), now=now, shared=shared)
         if moves.moved:
             moved[segment.id] = moved.get(segment.id, set()) | moves.moved
             out.append(moves)

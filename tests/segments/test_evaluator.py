@@ -140,3 +140,53 @@ def test_load_facts_reads_no_older_events_than_the_longest_window(db: Database) 
         }
     )
     assert references(abandon).lookback == {"Added to Cart": DAY, "Order Completed": DAY}
+
+
+def test_load_facts_reads_filtered_events_and_stops_when_enough_decide(db: Database) -> None:
+    vip, home = {"path": "/rewards/vip"}, {"path": "/"}
+    with db.engine.begin() as conn:
+        ws = seeding.workspace(conn)
+        ann = seeding.contact(conn, ws, "ann@x.example")
+        for days in range(1, 41):  # a busy reader: 40 page views, 4 of them VIP
+            seeding.event(
+                conn, ws, ann, "Page Viewed", NOW - days * DAY, vip if days % 10 == 0 else home
+            )
+            machine = {"machine": days % 2 == 0}
+            seeding.event(conn, ws, ann, "Email Opened", NOW - days * DAY, machine, "email")
+        for days in (3, 5, 400):
+            seeding.event(conn, ws, ann, "Order Completed", NOW - days * DAY, {"total": 200})
+    defn = parse(
+        {
+            "all": [
+                {
+                    "event": "Page Viewed",
+                    "where": [{"property": "path", "op": "eq", "value": "/rewards/vip"}],
+                },
+                {
+                    "email": "opened",
+                    "count": {"op": "gte", "value": 3},
+                    "window": {"last": {"days": 30}},
+                },
+                {
+                    "event": "Order Completed",
+                    "aggregate": {"fn": "sum", "property": "total", "op": "gt", "value": 300},
+                    "window": {"last": {"days": 365}},
+                },
+            ]
+        }
+    )
+    with db.engine.connect() as conn:
+        facts = load_facts(conn, ws, ann, NOW, references(defn))
+    names = sorted(e.name for e in facts.events)
+    # one VIP view decides "ever"; three human opens decide ">= 3"; the sum needs every
+    # order of the year, and none older
+    assert names == ["Email Opened"] * 3 + ["Order Completed"] * 2 + ["Page Viewed"]
+    assert all(not e.properties["machine"] for e in facts.events if e.name == "Email Opened")
+    assert [e.properties for e in facts.events if e.name == "Page Viewed"] == [vip]
+    assert evaluate(defn, facts, NOW)
+    fewer = parse(
+        {"email": "opened", "count": {"op": "lte", "value": 14}, "window": {"last": {"days": 30}}}
+    )
+    with db.engine.connect() as conn:  # 15 human opens in 30 days: "<= 14" reads 15, fails
+        facts = load_facts(conn, ws, ann, NOW, references(fewer))
+    assert len(facts.events) == 15 and not evaluate(fewer, facts, NOW)

@@ -87,8 +87,14 @@ def test_a_job_reads_the_contacts_open_stays_once_for_every_segment(db: Database
         assert sorted(m.segment_id for m in moves) == ids
         for segment_id in ids:
             assert membership.current_members(s, segment_id) == {ann.contact_id}
-    stay_reads = [q for q in seen if q.lstrip().startswith("SELECT") and "segment_memberships" in q]
+    reads = [q for q in seen if q.lstrip().startswith("SELECT")]
+    stay_reads = [q for q in reads if "segment_memberships" in q]
     assert len(stay_reads) == 1
+    # both segments decide from one fact load: the contact row (its open stays with it)
+    # and one read of its events
+    assert stay_reads[0] in [q for q in reads if "FROM contacts" in q]
+    assert len([q for q in reads if "FROM contacts" in q]) == 1
+    assert len([q for q in reads if "FROM events" in q]) == 1
 
 
 def test_opens_no_segment_names_cost_the_pixel_no_segment_query(
