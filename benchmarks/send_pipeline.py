@@ -280,9 +280,10 @@ def run_workers(
     stages: dict[str, float] = {}
     for w in workers:
         out = w.stdout.read().decode() if w.stdout else ""
-        lines = [line for line in out.splitlines() if line.startswith("{")]
-        if lines:
-            for stage, seconds in json.loads(lines[-1]).get("cpu", {}).items():
+        # The CLI's console wraps its JSON line at the terminal width: join it back.
+        last = out[out.rfind("\n{") + 1 :] if "\n{" in out else out
+        if last.startswith("{"):
+            for stage, seconds in json.loads(" ".join(last.splitlines())).get("cpu", {}).items():
                 stages[stage] = stages.get(stage, 0.0) + seconds
     return took, cpu, stages
 

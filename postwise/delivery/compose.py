@@ -12,7 +12,7 @@ contact by ``tracking.consent`` (the workspace's ``tracking`` setting and the co
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,7 @@ class Built:
     data: bytes
     message_id: str | None
     links: tuple[str, ...] | None = None  # original URLs; stored for click redirects
+    wire: bytes | None = None  # the SMTP DATA payload (transports/base.py ``wire_payload``)
 
 
 class BuildError(Exception):
@@ -160,6 +161,27 @@ class TemplateComposer:
             raise BuildError("the row names no template")
         return self.templates(session, row.template_id)
 
+    def preload(self, session: Session, rows: Sequence[Claimed]) -> list[Any]:
+        """Read the contacts, companies and stored templates of a chunk of rows in three
+        queries. The session's identity map holds objects weakly: keep the returned list
+        while building, and each row's ``session.get`` asks the database nothing."""
+        loaded: list[Any] = []
+        template_ids = {
+            int(r.template_id) for r in rows if r.template_id and r.template_id.isdigit()
+        }
+        if template_ids:
+            from postwise.storage.tables import Template
+
+            loaded += session.scalars(select(Template).where(Template.id.in_(template_ids))).all()
+        contact_ids = {r.contact_id for r in rows if r.contact_id is not None}
+        if contact_ids:
+            contacts = session.scalars(select(Contact).where(Contact.id.in_(contact_ids))).all()
+            loaded += contacts
+            company_ids = {c.company_id for c in contacts if c.company_id is not None}
+            if company_ids:
+                loaded += session.scalars(select(Company).where(Company.id.in_(company_ids))).all()
+        return loaded
+
     def __call__(self, session: Session, row: Claimed) -> Built:
         if row.raw is not None:
             return prebuilt(session, row)
@@ -170,7 +192,7 @@ class TemplateComposer:
             contact = session.get(Contact, row.contact_id) if row.contact_id else None
             company = None
             if contact is not None and contact.company_id is not None:
-                company = session.scalar(select(Company).where(Company.id == contact.company_id))
+                company = session.get(Company, contact.company_id)
             fields: dict[str, Any] = {}
             name = ""
             if contact is not None:

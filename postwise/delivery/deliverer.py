@@ -8,14 +8,21 @@ Per row, in this order:
    stops marketing), for marketing to a list the membership, and the contact's topic
    opt-outs and frequency cap (``preferences.blocked_by_choice``); blocked rows become
    ``suppressed`` and are never handed over;
-3. **build** the bytes (``compose.py``); a build error makes the row ``failed``;
-4. **pace** (``throttle.Pacer``: per-destination connections and rate, global rate);
-5. **fence check** ``outbox.still_ours`` right before the hand-over: the lease still
-   holds and no unsubscribe or bounce suppressed the row since the screen;
+3. **build** the bytes (``compose.py``) in chunks of ``Policy.build_chunk`` rows, one
+   session and one read of their contacts and companies per chunk, while the previous
+   chunk is on the wire; a build error makes the row ``failed``;
+4. **fence check** the chunk in one read (``outbox.fenced``) right after building: the
+   lease still holds and no unsubscribe or bounce suppressed the row since the screen.
+   A row whose check is older than ``FENCE_FRESH`` seconds when its turn comes (it
+   waited for its pace) is checked again alone (``outbox.still_ours``);
+5. **pace** (``throttle.Pacer``: per-destination connections and rate, global rate); a
+   row whose wait would pass the run's deadline, or that waits when a stop is asked,
+   is released untried (``outbox.release``), so a stop or a drain's end is prompt;
 6. **deliver** through the transport;
-7. **record** at once, committed in groups of up to 8 (or what finished within 2 ms):
-   the duplicate window (the server said 250, the commit saying so has not happened) is
-   that wait plus one short transaction.
+7. **record** at once, committed in groups of up to 8 (or what finished within 2 ms),
+   accepted ones by one statement per group (``outbox.mark_sent_many``): the duplicate
+   window (the server said 250, the commit saying so has not happened) is that wait plus
+   one short transaction.
 
 Deferred rows come back after ``throttle.retry_delay``; a row first tried longer ago
 than ``give_up_after`` bounces as ``expired``. See docs/delivery.md.
@@ -29,8 +36,9 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import select, tuple_
@@ -47,6 +55,7 @@ from postwise.delivery.transports.base import (
     Outcome,
     Phase,
     RecipientResult,
+    wire_payload,
 )
 from postwise.privacy.hashing import AddressHasher
 from postwise.privacy.suppression import suppressed_among
@@ -54,6 +63,7 @@ from postwise.storage.database import Database
 from postwise.storage.tables import Contact, ListMembership
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 # Hooks bounce handling plugs in (``delivery/service.py`` wires them): the persisted
 # per-domain caps, and what to do with a message refused at send time.
@@ -61,6 +71,16 @@ Paces = Callable[[], Mapping[str, float]]
 OnRejected = Callable[[Session, Claimed, RecipientResult, str], None]
 
 BLOCK_ALL = frozenset({"bounced", "complained"})
+# A fence check older than this when the row's turn comes is asked again, alone.
+FENCE_FRESH = 1.0
+
+
+def _timed(totals: Totals, stage: str, fn: Callable[..., T], *args: Any) -> T:
+    started = time.thread_time()
+    try:
+        return fn(*args)
+    finally:
+        totals.add_cpu(stage, time.thread_time() - started)
 
 
 @dataclass(frozen=True)
@@ -73,6 +93,7 @@ class Policy:
     retry_cap: float = 4 * 3600.0
     record_group: int = 8
     record_wait: float = 0.002
+    build_chunk: int = 32
     # First day of sending from a new domain/IP: the warm-up schedule caps each UTC day.
     warmup_start: date | None = None
     warmup_schedule: tuple[int, ...] = throttle.DEFAULT_WARMUP
@@ -86,7 +107,14 @@ class Totals:
     failed: int = 0
     suppressed: int = 0
     lost_lease: int = 0
+    released: int = 0  # given back untried: a stop, or a pace wait past the deadline
     by_status: dict[str, int] = field(default_factory=dict)
+    # CPU seconds per stage (``time.thread_time`` around each stage's work in its
+    # thread; "loop" is the event loop's thread: SMTP, pacing, scheduling).
+    cpu: dict[str, float] = field(default_factory=dict)
+
+    def add_cpu(self, stage: str, seconds: float) -> None:
+        self.cpu[stage] = self.cpu.get(stage, 0.0) + seconds
 
 
 def screen(db: Database, rows: Sequence[Claimed], hasher: AddressHasher) -> dict[int, str]:
@@ -186,36 +214,92 @@ class Deliverer:
         self.paces = paces
         self.on_rejected = on_rejected
         self._caps_read_at: float | None = None
+        self._stop: asyncio.Event | None = None  # set by ``run``
+        self._deadline: float | None = None  # monotonic; ``run``'s max_seconds
+        self._gave_back = False  # a batch released rows: this run is over
 
-    # --- one row ----------------------------------------------------------------------
+    # --- one chunk of rows ---------------------------------------------------------------
 
-    def _build(self, row: Claimed) -> Built | None:
-        if row.raw is not None:
-            return Built(row.mail_from or "", row.email, row.raw, row.message_id)
-        with self.db.tenant(row.workspace_id) as session:
-            try:
-                return self.composer(session, row)
-            except BuildError as exc:
-                outbox.mark_failed(session, row, str(exc))
-                self.totals.failed += 1
-                log.warning("delivery.build_failed", outbox_id=row.id, error=str(exc))
-                return None
+    def _prepare(self, rows: Sequence[Claimed]) -> tuple[list[tuple[Claimed, Built]], set[int]]:
+        """Build a chunk (one session per workspace, contacts and companies read once)
+        and fence-check what was built in one read; returns the built rows and the ids
+        still ours. Runs in a worker thread."""
+        started = time.thread_time()
+        built: list[tuple[Claimed, Built]] = []
+        by_ws: dict[int, list[Claimed]] = defaultdict(list)
+        for row in rows:
+            if row.raw is not None:
+                built.append((row, Built(row.mail_from or "", row.email, row.raw, row.message_id)))
+            else:
+                by_ws[row.workspace_id].append(row)
+        for workspace_id, group in by_ws.items():
+            with self.db.tenant(workspace_id) as session:
+                preload = getattr(self.composer, "preload", None)
+                # Held until the chunk is built: the identity map references weakly.
+                loaded = preload(session, group) if preload is not None else []
+                for row in group:
+                    try:
+                        built.append((row, self.composer(session, row)))
+                    except BuildError as exc:
+                        outbox.mark_failed(session, row, str(exc))
+                        self.totals.failed += 1
+                        self._held.pop(row.id, None)
+                        log.warning("delivery.build_failed", outbox_id=row.id, error=str(exc))
+                del loaded
+        # The DATA payload (dot-stuffed, terminated) once here, in the build's thread.
+        built = [(row, replace(b, wire=wire_payload(b.data))) for row, b in built]
+        fence_started = time.thread_time()
+        self.totals.add_cpu("build", fence_started - started)
+        with self._autocommit.connect() as conn:
+            ours = outbox.fenced(conn, [row for row, _ in built])
+        self.totals.add_cpu("fence", time.thread_time() - fence_started)
+        return built, ours
 
     def _still_ours(self, row: Claimed) -> bool:
-        # One primary-key read in autocommit: no BEGIN and ROLLBACK round trips around it
-        # (two of the five commands per message the send benchmark counted).
+        # One primary-key read in autocommit: no BEGIN and ROLLBACK round trips around it.
         with self._autocommit.connect() as conn:
             return outbox.still_ours(conn, row)
 
+    def _release(self, rows: Sequence[tuple[Claimed, float]]) -> None:
+        """Rows given back untried, each due again after its pace wait (seconds)."""
+        if not rows:
+            return
+        now = clock.utcnow()
+        with self.db.system() as session:
+            released = outbox.release(
+                session, [(row, now + timedelta(seconds=wait)) for row, wait in rows]
+            )
+        self.totals.released += released
+        log.info("delivery.released", rows=released)
+
     def _record_many(self, done: list[tuple[Claimed, Built, DeliveryResult]]) -> None:
-        """Settle finished deliveries: one transaction per workspace for the whole group."""
+        """Settle finished deliveries: one transaction per workspace for the whole group,
+        the accepted ones by one statement (``outbox.mark_sent_many``)."""
         by_ws: dict[int, list[tuple[Claimed, Built, DeliveryResult]]] = defaultdict(list)
         for item in done:
             by_ws[item[0].workspace_id].append(item)
         for workspace_id, items in by_ws.items():
             with self.db.tenant(workspace_id) as session:
+                accepted: list[outbox.Accepted] = []
                 for row, built, result in items:
-                    self._record_in(session, row, built, result)
+                    answer = result.recipients.get(built.rcpt) or next(
+                        iter(result.recipients.values())
+                    )
+                    if answer.outcome is Outcome.ACCEPTED:
+                        accepted.append(
+                            outbox.Accepted(
+                                row, built.message_id, result.transport, answer.full_reply,
+                                built.links,
+                            )
+                        )  # fmt: skip
+                    else:
+                        self._record_in(session, row, built, result)
+                settled = outbox.mark_sent_many(session, accepted, final_hop=self.final_hop)
+                self.totals.sent += len(settled)
+                for lost in accepted:
+                    if lost.row.id not in settled:
+                        self.totals.lost_lease += 1
+                        log.warning("delivery.lease_lost", outbox_id=lost.row.id)
 
     def _record_in(
         self, session: Session, row: Claimed, built: Built, result: DeliveryResult
@@ -310,23 +394,41 @@ class Deliverer:
         except Exception:
             log.exception("delivery.caps_unreadable")
 
-    async def _one(self, row: Claimed, slots: asyncio.Semaphore) -> None:
+    def _stopping(self, wait: float = 0.0) -> bool:
+        """Whether a row that would start after ``wait`` seconds should be given back."""
+        if self._stop is not None and self._stop.is_set():
+            return True
+        return self._deadline is not None and time.monotonic() + wait > self._deadline
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep for the pace, waking early when a stop is asked."""
+        if self._stop is None:
+            await asyncio.sleep(seconds)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+
+    async def _send(
+        self,
+        row: Claimed,
+        built: Built,
+        checked_at: float,
+        slots: asyncio.Semaphore,
+        released: list[tuple[Claimed, float]],
+    ) -> None:
         async with slots:
             try:
-                # Prebuilt rows need no database or CPU work: no thread hop for them.
-                built = (
-                    self._build(row)
-                    if row.raw is not None
-                    else await asyncio.to_thread(self._build, row)
-                )
-                if built is None:
-                    return
                 dest = row.domain
                 while (wait := self.pacer.wait_time(dest)) > 0:
-                    await asyncio.sleep(wait)
+                    if self._stopping(wait):
+                        released.append((row, wait))
+                        return
+                    await self._pause(wait)
                 self.pacer.start(dest)
                 try:
-                    if not await asyncio.to_thread(self._still_ours, row):
+                    if time.monotonic() - checked_at > FENCE_FRESH and not await asyncio.to_thread(
+                        _timed, self.totals, "fence", self._still_ours, row
+                    ):
                         self.pacer.finish(dest, 250)
                         self.totals.lost_lease += 1
                         return
@@ -337,6 +439,7 @@ class Deliverer:
                         built.message_id,
                         row.workspace_id,
                         row.id,
+                        built.wire,
                     )
                     try:
                         result = await self.transport.deliver(envelope)
@@ -378,7 +481,13 @@ class Deliverer:
             group = self._results[: self.policy.record_group]
             del self._results[: len(group)]
             try:
-                await asyncio.to_thread(self._record_many, [(r, b, res) for r, b, res, _ in group])
+                await asyncio.to_thread(
+                    _timed,
+                    self.totals,
+                    "settle",
+                    self._record_many,
+                    [(r, b, res) for r, b, res, _ in group],
+                )
             except Exception as exc:
                 for *_, done in group:
                     done.set_exception(exc)
@@ -422,17 +531,58 @@ class Deliverer:
         if room == 0:
             return 0
         rows = await asyncio.to_thread(
-            outbox.claim, self.db, self.worker_id, room, self.policy.lease_seconds
+            _timed,
+            self.totals,
+            "claim",
+            outbox.claim,
+            self.db,
+            self.worker_id,
+            room,
+            self.policy.lease_seconds,
         )
         if not rows:
             return 0
         self._held.update({r.id: r for r in rows})
-        blocked = await asyncio.to_thread(screen, self.db, rows, self.hasher)
+        blocked = await asyncio.to_thread(
+            _timed, self.totals, "screen", screen, self.db, rows, self.hasher
+        )
         for row_id in blocked:
             self._held.pop(row_id, None)
         self.totals.suppressed += len(blocked)
+        todo = [r for r in rows if r.id not in blocked]
         slots = asyncio.Semaphore(self.policy.concurrency)
-        await asyncio.gather(*(self._one(r, slots) for r in rows if r.id not in blocked))
+        released: list[tuple[Claimed, float]] = []
+        sending: list[asyncio.Task[None]] = []
+        chunk = max(1, self.policy.build_chunk)
+        try:
+            for start in range(0, len(todo), chunk):
+                part = todo[start : start + chunk]
+                # Build at most one chunk ahead of the wire, so a fence check is fresh
+                # when its row goes out, and stop between chunks when asked.
+                ahead = [t for t in sending if not t.done()]
+                if len(ahead) > chunk:
+                    await asyncio.wait(ahead[: len(ahead) - chunk])
+                if self._stopping():
+                    released.extend((row, 0.0) for row in todo[start:])
+                    break
+                built, ours = await asyncio.to_thread(self._prepare, part)
+                checked_at = time.monotonic()
+                for row, message in built:
+                    if row.id not in ours:
+                        self._held.pop(row.id, None)
+                        self.totals.lost_lease += 1
+                        continue
+                    sending.append(
+                        asyncio.create_task(self._send(row, message, checked_at, slots, released))
+                    )
+            await asyncio.gather(*sending)
+        finally:
+            if released:
+                for row, _ in released:
+                    self._held.pop(row.id, None)
+                await asyncio.to_thread(self._release, released)
+                # What is left waits for a pace or a restart, not for this run.
+                self._gave_back = True
         return len(rows)
 
     async def run(
@@ -445,12 +595,19 @@ class Deliverer:
     ) -> Totals:
         """Deliver batch after batch; stop when idle, at ``max_seconds``, or on ``stop``."""
         started = time.monotonic()
+        self._stop = stop
+        self._deadline = started + max_seconds if max_seconds is not None else None
+        self._gave_back = False
+        loop_cpu = time.thread_time()
         beat = asyncio.create_task(self._heartbeat())
         try:
             while stop is None or not stop.is_set():
                 if max_seconds is not None and time.monotonic() - started >= max_seconds:
                     break
-                if await self.run_batch() == 0:
+                claimed = await self.run_batch()
+                if self._gave_back:
+                    break
+                if claimed == 0:
                     if until_idle:
                         break
                     if stop is not None:
@@ -461,4 +618,5 @@ class Deliverer:
         finally:
             beat.cancel()
             await self.transport.close()
+            self.totals.add_cpu("loop", time.thread_time() - loop_cpu)
         return self.totals

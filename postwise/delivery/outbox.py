@@ -16,6 +16,7 @@ come back when their lease expires. See docs/delivery.md for why rows are not jo
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,6 +32,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -243,6 +245,35 @@ def still_ours(session: Session | Connection, row: Claimed) -> bool:
     return found.first() is not None
 
 
+def fenced(conn: Connection, rows: Sequence[Claimed]) -> set[int]:
+    """``still_ours`` for many rows in one read: the ids whose lease still holds (same
+    worker, same attempt, still ``sending``: not suppressed by an unsubscribe since)."""
+    if not rows:
+        return set()
+    wanted = {r.id: r.attempt for r in rows}
+    found = conn.execute(_FENCED, {"ids": list(wanted), "worker": rows[0].worker_id}).all()
+    return {int(i) for i, attempts in found if wanted.get(int(i)) == attempts}
+
+
+def release(session: Session, rows: Sequence[tuple[Claimed, datetime]]) -> int:
+    """Give claimed rows back untried (a stop, or a pace wait past the drain's deadline):
+    ``queued`` again and due at the given time (when its pace would have let it go), the
+    claim's ``attempts + 1`` undone, a first claim's ``first_attempt_at`` cleared.
+    Fenced: a row taken over meanwhile is left alone."""
+    if not rows:
+        return 0
+    params = [
+        {
+            **_fence_params(r),
+            "v_first": None if r.attempt == 1 else r.first_attempt_at,
+            "v_next": due,
+        }
+        for r, due in rows
+    ]
+    result = session.connection().execute(_RELEASE, params)
+    return cast(CursorResult[Any], result).rowcount
+
+
 def extend_leases(
     session: Session, worker_id: str, rows: Iterable[Claimed], lease_seconds: float
 ) -> int:
@@ -276,6 +307,23 @@ _FENCE = and_(
     _TABLE.c.status == Status.SENDING.value,
 )
 _STILL_OURS = select(_TABLE.c.id).where(_FENCE)
+_FENCED = select(_TABLE.c.id, _TABLE.c.attempts).where(
+    _TABLE.c.id.in_(bindparam("ids", expanding=True)),
+    _TABLE.c.locked_by == bindparam("worker"),
+    _TABLE.c.status == Status.SENDING.value,
+)
+_RELEASE = (
+    _TABLE.update()
+    .where(_FENCE)
+    .values(
+        status=Status.QUEUED.value,
+        locked_by=None,
+        lease_expires_at=None,
+        attempts=_TABLE.c.attempts - 1,
+        first_attempt_at=bindparam("v_first", type_=_TABLE.c.first_attempt_at.type),
+        next_attempt_at=bindparam("v_next", type_=_TABLE.c.next_attempt_at.type),
+    )
+)
 _SETTLES: dict[tuple[str, ...], Any] = {}
 
 
@@ -336,15 +384,11 @@ def _event_insert(dialect: str) -> Any:
     return stmt
 
 
-def _event(session: Session, row: Claimed, name: str, key: str, properties: dict[str, Any]) -> None:
-    """An ``email`` event for timelines and segments; ``message_id`` makes a redo a no-op.
-
-    The campaign and workflow keys ride along so a segment such as "opened campaign X"
-    or "was sent workflow Y" reads the event alone (docs/segments.md#email-engagement).
-    """
-    now = clock.utcnow()
+def _event_values(
+    row: Claimed, name: str, key: str, properties: dict[str, Any], now: datetime
+) -> dict[str, Any]:
     keys = {"campaign_key": row.campaign_key, "workflow_key": row.workflow_key}
-    values = {
+    return {
         "workspace_id": row.workspace_id,
         "contact_id": row.contact_id,
         "type": "email",
@@ -360,6 +404,39 @@ def _event(session: Session, row: Claimed, name: str, key: str, properties: dict
         "occurred_at": now,
         "received_at": now,
     }
+
+
+_EVENT_INSERTS_MANY: dict[tuple[str, int], Any] = {}
+
+
+def _events_insert_many(dialect: str, count: int) -> Any:
+    """One INSERT of ``count`` event rows (multi-row VALUES), redo-safe by message_id."""
+    stmt = _EVENT_INSERTS_MANY.get((dialect, count))
+    if stmt is None:
+        insert_fn: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = _EVENT_INSERTS_MANY[(dialect, count)] = (
+            insert_fn(_EVENTS)
+            .values(
+                [
+                    {f: bindparam(f"{f}_{i}", type_=_EVENTS.c[f].type) for f in _EVENT_FIELDS}
+                    for i in range(count)
+                ]
+            )
+            .on_conflict_do_nothing(
+                index_elements=["workspace_id", "message_id"],
+                index_where=_EVENTS.c.message_id.is_not(None),
+            )
+        )
+    return stmt
+
+
+def _event(session: Session, row: Claimed, name: str, key: str, properties: dict[str, Any]) -> None:
+    """An ``email`` event for timelines and segments; ``message_id`` makes a redo a no-op.
+
+    The campaign and workflow keys ride along so a segment such as "opened campaign X"
+    or "was sent workflow Y" reads the event alone (docs/segments.md#email-engagement).
+    """
+    values = _event_values(row, name, key, properties, clock.utcnow())
     connection = session.connection()
     connection.execute(_event_insert(connection.dialect.name), values)
     segment_changes.note(
@@ -395,6 +472,93 @@ def mark_sent(
     if final_hop:
         _event(session, row, "Email Delivered", "delivered", props)
     return True
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """One delivery the next hop accepted, waiting to be settled as ``sent``."""
+
+    row: Claimed
+    message_id: str | None
+    transport: str
+    reply: str
+    links: Sequence[str] | None = None
+
+
+# PostgreSQL: a whole group settled by one UPDATE over unnested arrays (one statement,
+# one plan, parameters that do not grow with the group), fenced per row in its WHERE.
+_SENT_MANY = text(
+    """
+    UPDATE outbox AS o
+    SET status = 'sent', sent_at = :now, last_reply = u.reply, message_id = u.mid,
+        transport = u.transport, reason = NULL, links = u.links::jsonb,
+        locked_by = NULL, lease_expires_at = NULL
+    FROM unnest(
+        CAST(:ids AS bigint[]), CAST(:attempts AS integer[]), CAST(:replies AS text[]),
+        CAST(:mids AS text[]), CAST(:transports AS text[]), CAST(:links AS text[])
+    ) AS u(id, attempts, reply, mid, transport, links)
+    WHERE o.id = u.id AND o.locked_by = :worker AND o.attempts = u.attempts
+      AND o.status = 'sending'
+    RETURNING o.id
+    """
+)
+
+
+def mark_sent_many(session: Session, accepted: Sequence[Accepted], *, final_hop: bool) -> set[int]:
+    """Settle a group of accepted deliveries of one workspace as ``sent`` and write their
+    events: on PostgreSQL one fenced UPDATE and one multi-row INSERT for the whole group
+    (SQLite: ``mark_sent`` per row). Returns the ids settled; the others lost their lease."""
+    if not accepted:
+        return set()
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        return {
+            a.row.id
+            for a in accepted
+            if mark_sent(
+                session,
+                a.row,
+                message_id=a.message_id,
+                transport=a.transport,
+                reply=a.reply,
+                final_hop=final_hop,
+                links=a.links,
+            )
+        }
+    now = clock.utcnow()
+    settled = {
+        int(i)
+        for (i,) in connection.execute(
+            _SENT_MANY,
+            {
+                "now": now,
+                "worker": accepted[0].row.worker_id,
+                "ids": [a.row.id for a in accepted],
+                "attempts": [a.row.attempt for a in accepted],
+                "replies": [a.reply[:REPLY_MAX_CHARS] for a in accepted],
+                "mids": [a.message_id for a in accepted],
+                "transports": [a.transport for a in accepted],
+                "links": [json.dumps(list(a.links)) if a.links else None for a in accepted],
+            },
+        )
+    }
+    names = (("Email Sent", "sent"), ("Email Delivered", "delivered"))[: 2 if final_hop else 1]
+    events = []
+    for a in accepted:
+        if a.row.id not in settled:
+            continue
+        props = {"message_id": a.message_id, "transport": a.transport, "reply": a.reply}
+        for name, key in names:
+            events.append(_event_values(a.row, name, key, props, now))
+    if events:
+        params = {f"{f}_{i}": e[f] for i, e in enumerate(events) for f in _EVENT_FIELDS}
+        connection.execute(_events_insert_many(connection.dialect.name, len(events)), params)
+        segment_changes.note_pairs(
+            session,
+            [(e["contact_id"], segment_changes.event_key(e["name"])) for e in events],
+            workspace_id=accepted[0].row.workspace_id,
+        )
+    return settled
 
 
 def mark_deferred(

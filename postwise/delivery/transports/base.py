@@ -32,14 +32,41 @@ class Phase(StrEnum):
     LOCAL = "local"  # a transport that writes locally (capture, memory)
 
 
+def wire_payload(data: bytes) -> bytes:
+    """The DATA payload as SMTP puts it on the wire: every line ending CRLF, lines that
+    start with '.' doubled (RFC 5321 4.5.2), the final CRLF and the terminating '.CRLF'.
+
+    Built messages already end every line in CRLF; ``bytes.count`` proves it at C speed
+    and only other input (a prebuilt message with bare LF or CR) is normalised.
+    """
+    crlf = data.count(b"\r\n")
+    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
+        data = _LINE_ENDINGS.sub(b"\r\n", data)
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    data = data.replace(b"\r\n.", b"\r\n..")
+    if data.startswith(b"."):
+        data = b"." + data
+    return data + b".\r\n"
+
+
+_LINE_ENDINGS = re.compile(rb"\r\n|\n|\r")
+
+
 @dataclass(frozen=True)
 class Envelope:
     mail_from: str
     rcpt: tuple[str, ...]
-    data: bytes
+    data: bytes  # the message, CRLF line endings, not dot-stuffed
     message_id: str | None = None
     workspace_id: int | None = None
     outbox_id: int | None = None
+    # The DATA payload (``wire_payload(data)``), when the caller made it already.
+    prepared_wire: bytes | None = None
+
+    @property
+    def wire(self) -> bytes:
+        return self.prepared_wire if self.prepared_wire is not None else wire_payload(self.data)
 
 
 @dataclass(frozen=True)

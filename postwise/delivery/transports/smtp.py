@@ -71,6 +71,35 @@ async def open_connection(server: Server) -> SMTP:
     return client
 
 
+async def send_data(client: SMTP, payload: bytes) -> Any:
+    """DATA with a payload already dot-stuffed and ending in ``.CRLF`` (``wire_payload``).
+
+    aiosmtplib's ``data()`` runs two regular expressions over every message (line-ending
+    normalisation, dot-stuffing: ~250 us for 20 KB); ``wire_payload`` does both with
+    ``bytes.replace`` once per message, and this sends it through aiosmtplib's own
+    command and reply primitives (``execute_command``, ``protocol.write``,
+    ``protocol.read_response``), so TLS, timeouts and disconnects behave as before.
+    Raises ``SMTPDataError`` for a refusal, like ``data()``.
+    """
+    import aiosmtplib
+
+    start = await client.execute_command(b"DATA")
+    if start.code != 354:
+        raise aiosmtplib.SMTPDataError(start.code, start.message)
+    protocol = client.protocol
+    if protocol is None:
+        raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+    try:
+        protocol.write(payload)
+        response = await protocol.read_response(timeout=client.timeout)
+    except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
+        client.close()
+        raise
+    if response.code != 250:
+        raise aiosmtplib.SMTPDataError(response.code, response.message)
+    return response
+
+
 def _text(exc: Any) -> str:
     return " ".join(str(getattr(exc, "message", exc)).split())
 
@@ -111,7 +140,7 @@ async def transact(client: SMTP, envelope: Envelope, transport: str, host: str) 
             await _reset(client)
             return DeliveryResult(transport, results, host)
         try:
-            response = await client.data(envelope.data)
+            response = await send_data(client, envelope.wire)
         except aiosmtplib.SMTPDataError as exc:
             answer = RecipientResult(classify(exc.code), exc.code, _text(exc), Phase.DATA)
             await _reset(client)
