@@ -31,6 +31,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     tuple_,
     update,
 )
@@ -154,6 +155,17 @@ def enqueue(
         if existing is not None:
             return int(existing)
     raise RuntimeError(f"could not insert or find the job with dedupe_key {dedupe_key!r}")
+
+
+CHANNEL = "postwise_jobs"  # PostgreSQL NOTIFY channel idle workers LISTEN on
+
+
+def notify(session: Session) -> None:
+    """Wake idle workers when the caller's transaction commits (PostgreSQL ``NOTIFY``;
+    a job that must not wait for the next poll, e.g. a workflow trigger). Notifications
+    of one transaction fold into one; on SQLite this does nothing (workers poll)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"NOTIFY {CHANNEL}"))
 
 
 def enqueue_many(
