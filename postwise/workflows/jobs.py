@@ -219,6 +219,7 @@ def _route_notes(session: Session) -> None:
                 workspace_id=workspace_id,
                 priority=30,
             )
+            queue.notify(session)  # an idle worker takes it at commit, not at its next poll
 
 
 def _unrouted_events(

@@ -1,16 +1,20 @@
 """Real-time routing on both backends: every event of a batch reaches a running journey,
 each once, and a goal met while the workflow is paused counts (the journey ends at once,
-and nothing is sent on resume)."""
+and nothing is sent on resume). On PostgreSQL an idle worker takes a trigger at commit."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import delete, select
 
+from postwise.core import clock
+from postwise.jobs.runner import Worker
 from postwise.storage.database import Database
-from postwise.storage.tables import Enrollment, WorkflowRoutedEvent
+from postwise.storage.tables import Enrollment, Job, WorkflowRoutedEvent
 from postwise.tracking.events import parse_batch
 from postwise.tracking.ingest import ingest
 from postwise.workflows import store
@@ -110,3 +114,30 @@ def test_a_paused_workflow_ignores_other_events_and_runs_held_wakes_on_resume(
     run_due(db, moved.now)
     assert [name for name, _ in sent(db, ws)] == ["cart_reminder"]
     assert cart(db, ws) == [{"name": "Lamp"}]
+
+
+@pytest.mark.postgres_only
+def test_an_idle_worker_takes_a_trigger_at_commit_not_at_its_next_poll(
+    postgres_url: str,
+) -> None:
+    """PostgreSQL: the route job's NOTIFY ends an idle worker's 30-second poll."""
+    db = Database(postgres_url)
+    worker = Worker(db, worker_id="notify-test", poll_seconds=30, batch_size=1)
+    try:
+        ws, _ = setup(db, "cart_abandonment")
+        with db.system() as s:  # the wake lanes set up above: not this test's business
+            s.execute(delete(Job))
+        worker.start_in_thread()
+        time.sleep(1.5)  # the worker found nothing and listens now
+        started = time.monotonic()
+        batch(db, ws, clock.utcnow(), ("Product Added", {"name": "Lamp"}))
+        enrolled = None
+        while time.monotonic() - started < 20 and enrolled is None:
+            time.sleep(0.05)
+            with db.tenant(ws) as s:
+                enrolled = s.scalars(select(Enrollment)).first()
+        assert enrolled is not None
+        assert time.monotonic() - started < 5, "the worker waited for its poll"
+    finally:
+        worker.stop(timeout=10)
+        db.dispose()
