@@ -60,6 +60,7 @@ def serve(url: str, port: int) -> None:
     from starlette.responses import JSONResponse
 
     from postwise.api.app import create_app
+    from postwise.cli.runtime import settle_gc
     from postwise.core.logging import configure_logging
     from postwise.core.settings import Settings
 
@@ -73,6 +74,7 @@ def serve(url: str, port: int) -> None:
     configure_logging(settings)  # as `postwise serve` does; POSTWISE_LOG_LEVEL=WARNING
     app = create_app(settings)
     app.add_route(BARE_PATH, bare, methods=["POST"])
+    settle_gc()  # as `postwise serve` does
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 

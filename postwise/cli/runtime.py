@@ -12,6 +12,7 @@ clear error, and port 0 (any free port) works and is reported.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import signal
@@ -86,6 +87,21 @@ def _check_schema(db: Database) -> None:
         )
 
 
+def settle_gc() -> None:
+    """Tune the cyclic garbage collector for serving, once everything is imported.
+
+    ``gc.freeze`` moves the ~200,000 objects of the loaded code (FastAPI, SQLAlchemy,
+    Pydantic models) out of the collector's sight, so a full collection no longer walks
+    them; a young generation of 10,000 allocations instead of 700 makes collections rarer
+    while each still only walks what is alive. A 100-event ``/v1/batch`` allocates about
+    a thousand containers: with the defaults the collector took some 0.4 ms of CPU per
+    batch (docs/tracking.md). Memory is still freed by reference counting as before.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+
+
 def _serve_api(app: FastAPI, sock: socket.socket) -> None:
     """Run uvicorn on ``sock`` until SIGINT or SIGTERM, then return normally.
 
@@ -101,6 +117,7 @@ def _serve_api(app: FastAPI, sock: socket.socket) -> None:
         server.should_exit = True
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    settle_gc()
     try:
         server.run(sockets=[sock])
     finally:
