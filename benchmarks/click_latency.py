@@ -68,6 +68,9 @@ def serve(url: str, port: int) -> None:
     configure_logging(settings)  # as `postwise serve` does; POSTWISE_LOG_LEVEL=WARNING
     app = create_app(settings)
     app.add_route("/bare/{token}", bare, methods=["GET"])
+    from postwise.cli.runtime import settle_gc
+
+    settle_gc()  # as `postwise serve` does
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
