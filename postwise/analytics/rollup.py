@@ -32,6 +32,7 @@ from postwise.storage.tables import (
     CampaignAttribution,
     CampaignRecipient,
     Event,
+    OutboxMessage,
 )
 from postwise.storage.tenancy import workspace_of
 
@@ -171,6 +172,7 @@ def roll_up(
             )
         ):
             recipients[int(rc.outbox_id)] = rc
+    list_of = _list_sends(session, [o for o in ordered if o not in recipients])
     counters: dict[Key, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     firsts: dict[tuple[str, int, str], tuple[int, datetime, list[tuple[str, str]]]] = {}
     touched: set[int] = set()
@@ -180,6 +182,8 @@ def roll_up(
         oid = props.get("outbox_id")
         rcpt = recipients.get(int(oid)) if oid is not None else None
         dims = _dimensions(ckey, props, rcpt)
+        if rcpt is None and oid is not None and int(oid) in list_of:
+            dims.append(("list", str(list_of[int(oid)])))  # a list send outside campaigns
         at = hour(r.occurred_at)
         names: list[str] = []
         if r.name in SIMPLE:
@@ -245,6 +249,21 @@ def roll_up(
         )
     )
     return RollupResult(len(settled), int(last.id), len(counters), frozenset(touched))
+
+
+def _list_sends(session: Session, outbox_ids: list[int]) -> dict[int, int]:
+    """Outbox id -> list id for mail sent to a list outside any campaign (no snapshot
+    row), so list hygiene covers plain list sends too; a pruned outbox row is not found."""
+    found: dict[int, int] = {}
+    for start in range(0, len(outbox_ids), 5000):
+        rows = session.execute(
+            select(OutboxMessage.id, OutboxMessage.list_id).where(
+                OutboxMessage.id.in_(outbox_ids[start : start + 5000]),
+                OutboxMessage.list_id.is_not(None),
+            )
+        )
+        found.update({int(i): int(list_id) for i, list_id in rows})
+    return found
 
 
 def _upsert(session: Session, ws: int, counters: dict[Key, dict[str, float]]) -> None:

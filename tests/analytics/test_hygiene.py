@@ -126,3 +126,53 @@ def test_cli_commands(cli_runner: CliRunner, sources: Sources) -> None:
     assert bad.exit_code == 2 and "kind must be" in bad.output
     missing = cli_runner.invoke(app, ["report", "list", "999999", *w])
     assert missing.exit_code == 2 and "not found" in missing.output
+
+
+def test_a_list_send_outside_campaigns_counts_for_its_list(db: Database, world: World) -> None:
+    """Mail sent to a list without a campaign has no snapshot row: the rollup finds the
+    list on the outbox row, so its bounce and complaint count for the list."""
+    from postwise.storage.tables import Event, OutboxMessage
+
+    c = world.contacts
+    with db.tenant(world.ws) as s:
+        news = create_list(s, {"name": "Product news"})
+        rows = [
+            OutboxMessage(
+                contact_id=cid,
+                email=f"x{cid}@alpha.example",
+                kind="marketing",
+                list_id=news.id,
+                status="sent",
+            )
+            for cid in c[:4]
+        ]
+        s.add_all(rows)
+        s.flush()
+
+        def event(row: OutboxMessage, name: str, **props: object) -> Event:
+            return Event(
+                contact_id=row.contact_id,
+                type="email",
+                name=name,
+                properties={"outbox_id": row.id, "campaign_key": None, **props},
+                context={},
+                occurred_at=T0,
+                received_at=T0,
+            )
+
+        s.add_all([event(r, "Email Sent") for r in rows])
+        s.add(event(rows[0], "Email Bounced", hard=True, reason="user_unknown"))
+        s.add(event(rows[1], "Email Complained"))
+        s.add(event(rows[2], "Email Delivered"))
+    with db.tenant(world.ws) as s:
+        rollup.roll_up(s, now=T0 + timedelta(days=1))
+        (row,) = report.hygiene(s, "list")
+        assert (row["id"], row["name"], row["sent"], row["bounced"], row["complaints"]) == (
+            news.id,
+            "Product news",
+            4,
+            1,
+            1,
+        )
+        assert row["bounce_rate"] == 0.25 and row["complaint_rate"] == 1.0  # 1 of 1 delivered
+        assert report.breakdown(s, "", "list")[0].counters["sent"] == 4
