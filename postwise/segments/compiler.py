@@ -48,9 +48,11 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    text,
     true,
 )
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import FromClause, FunctionElement
 
@@ -655,3 +657,12 @@ def compile_members(
     if contact_ids is not None:
         stmt = stmt.where(ids.in_(list(contact_ids)))
     return stmt
+
+
+def without_jit(session: Session) -> None:
+    """For the rest of the transaction, no JIT compilation on PostgreSQL: a segment's
+    count over millions of events costs more than ``jit_above_cost``, and JIT then spent
+    tens of milliseconds to seconds (on a loaded machine) compiling expressions for one
+    run that saved less than that (plans are not reused; docs/segments.md)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL jit = off"))

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from postwise.core.clock import as_utc
 from postwise.core.errors import NotFound
-from postwise.segments import timing
+from postwise.segments import jsonsql, timing
 from postwise.segments.compiler import email_tests, property_test
 from postwise.segments.references import Read, References
 from postwise.storage.tables import Company, Contact, Event, ListMembership
@@ -86,12 +86,17 @@ def load_facts(
     "viewed pricing this week" or "ever viewed the VIP page". The facts are therefore
     good for evaluation at ``now`` (or, with windows only, later), not earlier.
     """
-    row = conn.execute(
-        _contact_row(extra or {}), {"ws": workspace_id, "contact": contact_id}
-    ).first()
+    # The contact's own events ride along in its row (one statement), unless an account
+    # condition needs its colleagues' too.
+    plan = None if refs.account_level else _plan_of(refs, True)
+    params: dict[str, Any] = {"ws": workspace_id, "contact": contact_id}
+    if plan is not None:
+        params.update(plan.params(workspace_id, [contact_id], now))
+    row = conn.execute(_contact_row(extra or {}, plan), params).first()
     if row is None:
         raise NotFound(f"no contact {contact_id}", code="contact_not_found", field="contact_id")
     contact = dict(row._mapping)
+    embedded = contact.pop(_EVENTS_LABEL, None) if plan is not None else None
     company_id = contact.get("company_id")
     company = None
     if company_id is not None and (refs.uses_company or refs.account_level):
@@ -113,7 +118,10 @@ def load_facts(
         rows += [dict(p._mapping) for p in peers]
     ids = [int(r["id"]) for r in rows]
     lists = _lists(conn, workspace_id, ids, refs)
-    events = _events(conn, workspace_id, ids, refs, now)
+    if plan is not None:
+        events = {contact_id: _decode(embedded or [])}
+    else:
+        events = _events(conn, workspace_id, ids, refs, now)
     facts = [
         ContactFacts(r, company, lists.get(int(r["id"]), {}), events.get(int(r["id"]), []))
         for r in rows
@@ -124,21 +132,55 @@ def load_facts(
     return facts[0]
 
 
-_rows: dict[tuple[tuple[str, int], ...], tuple[Mapping[str, Any], Any]] = {}
+_EVENTS_LABEL = "postwise_events"
+# (extra columns, plan) -> (them, the contact row statement): callers pass a few fixed
+# sets of extra columns, and plans live as long as the parsed definitions.
+_rows: OrderedDict[tuple[Any, ...], tuple[Mapping[str, Any], _Plan | None, Any]] = OrderedDict()
+_ROWS = 1024
 
 
-def _contact_row(extra: Mapping[str, Any]) -> Any:
-    key = tuple((name, id(column)) for name, column in extra.items())
-    found = _rows.get(key)
-    if found is None or any(found[0][n] is not c for n, c in extra.items()):
-        columns = [column.label(name) for name, column in extra.items()]
-        statement = select(_CONTACTS, *columns).where(
-            _CONTACTS.c.workspace_id == bindparam("ws"), _CONTACTS.c.id == bindparam("contact")
-        )
-        found = (dict(extra), statement)
-        if len(_rows) < 64:  # callers pass a few fixed sets
+def _contact_row(extra: Mapping[str, Any], plan: _Plan | None) -> Any:
+    key = (*((name, id(column)) for name, column in extra.items()), id(plan))
+    with _plans_lock:
+        found = _rows.get(key)
+        if (
+            found is None
+            or found[1] is not plan
+            or any(found[0][n] is not c for n, c in extra.items())
+        ):
+            columns = [column.label(name) for name, column in extra.items()]
+            if plan is not None:
+                rows = plan.statement.subquery()
+                columns.append(
+                    select(jsonsql.json_rows(*rows.c))
+                    .select_from(rows)
+                    .scalar_subquery()
+                    .label(_EVENTS_LABEL)
+                )
+            statement = select(_CONTACTS, *columns).where(
+                _CONTACTS.c.workspace_id == bindparam("ws"), _CONTACTS.c.id == bindparam("contact")
+            )
+            found = (dict(extra), plan, statement)
             _rows[key] = found
-    return found[1]
+            while len(_rows) > _ROWS:
+                _rows.popitem(last=False)
+        _rows.move_to_end(key)
+        return found[2]
+
+
+def _decode(rows: Sequence[Sequence[Any]]) -> list[EventFact]:
+    """Events from ``json_rows`` of ``_EVENT_COLUMNS`` (a row two reads share, once)."""
+    seen: set[int] = set()
+    out = []
+    for event_id, _contact_id, name, type_, properties, occurred_at in rows:
+        if event_id in seen:
+            continue
+        seen.add(event_id)
+        moment = (
+            datetime.fromisoformat(occurred_at) if isinstance(occurred_at, str) else occurred_at
+        )
+        out.append(EventFact(str(name), str(type_), properties or {}, as_utc(moment)))
+    return out
 
 
 def _lists(

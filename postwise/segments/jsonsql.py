@@ -35,7 +35,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Boolean, ColumnElement, Float, String, bindparam
+from sqlalchemy import JSON, Boolean, ColumnElement, Float, String, bindparam
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import FunctionElement
@@ -294,8 +294,16 @@ def _pg_text_in(element: json_text_in, compiler: SQLCompiler, **kw: Any) -> str:
     column, key = _pg_path(column, keys)
     options = ", ".join(f"CAST({v} AS TEXT)" for v in values)
     text = f"({column} ->> {key})"
-    text = _PG_FOLD.format(text) if element.fold else text
-    return f"({text} IN ({options}) AND jsonb_typeof({column} -> {key}) = 'string')"
+    if not element.fold:
+        return f"({text} IN ({options}) AND jsonb_typeof({column} -> {key}) = 'string')"
+    # Folding keeps the byte length (ASCII letters only), so a length test, far cheaper
+    # than translate(), first turns away most rows of a scan (measured: the fold was
+    # half the time of a 160k-row category filter).
+    lengths = ", ".join(f"octet_length(CAST({v} AS TEXT))" for v in values)
+    return (
+        f"(octet_length({text}) IN ({lengths}) AND {_PG_FOLD.format(text)} IN ({options})"
+        f" AND jsonb_typeof({column} -> {key}) = 'string')"
+    )
 
 
 @compiles(json_text_in, "sqlite")
@@ -361,3 +369,26 @@ def py_is_true(doc: Mapping[str, Any] | None, key: Key) -> bool:
 def py_has_item(doc: Mapping[str, Any] | None, key: str, item: str) -> bool:
     value = (doc or {}).get(key)
     return isinstance(value, list) and any(isinstance(i, str) and i == item for i in value)
+
+
+class json_rows(FunctionElement[Any]):  # noqa: N801 - reads like a SQL function
+    """An aggregate: the rows as one JSON array of arrays of these columns (JSON
+    columns embedded as JSON), so rows can ride along in another statement's column.
+    NULL on PostgreSQL when there are no rows."""
+
+    type = JSON()
+    inherit_cache = True
+
+
+@compiles(json_rows, "postgresql")
+def _pg_json_rows(element: json_rows, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"json_agg(json_build_array({', '.join(_parts(element, compiler, **kw))}))"
+
+
+@compiles(json_rows, "sqlite")
+def _sqlite_json_rows(element: json_rows, compiler: SQLCompiler, **kw: Any) -> str:
+    parts = [
+        f"json({sql})" if isinstance(column.type, JSON) else sql
+        for column, sql in zip(element.clauses, _parts(element, compiler, **kw), strict=True)
+    ]
+    return f"json_group_array(json_array({', '.join(parts)}))"

@@ -40,7 +40,7 @@ from postwise.core.clock import utcnow
 from postwise.core.errors import NotFound
 from postwise.core.pagination import Page, check_limit, decode_cursor, encode_cursor
 from postwise.segments import catalog, changes
-from postwise.segments.compiler import compile_members
+from postwise.segments.compiler import compile_members, without_jit
 from postwise.segments.evaluator import evaluate
 from postwise.segments.facts import ContactFacts, load_facts
 from postwise.segments.references import References, merged
@@ -435,6 +435,7 @@ def refresh(session: Session, segment_id: int, *, now: datetime | None = None) -
         # would be overwritten by the older answer; the lock orders them instead, so
         # whichever decides later decides from what the other committed.
         _take_locks(session, _segment_keys(_downstream(catalog.load(session), [segment.id])))
+    without_jit(session)
     should = matching(session, segment, now=now)
     stored = current_members(session, segment.id)
     entered = _enter(session, segment, sorted(should - stored), now)

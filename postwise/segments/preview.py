@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from postwise.core.clock import utcnow
 from postwise.segments import catalog
-from postwise.segments.compiler import compile_members
+from postwise.segments.compiler import compile_members, without_jit
 from postwise.storage.tables import Contact
 from postwise.storage.tenancy import workspace_of
 
@@ -45,6 +45,7 @@ def preview(
     members = compile_members(
         definition, workspace_id=workspace_of(session), now=now or utcnow()
     ).subquery()
+    without_jit(session)
     started = time.perf_counter()
     count = int(session.scalar(select(func.count()).select_from(members)) or 0)
     seconds = time.perf_counter() - started
