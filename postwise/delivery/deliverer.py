@@ -19,7 +19,7 @@ Per row, in this order:
    row whose wait would pass the run's deadline, or that waits when a stop is asked,
    is released untried (``outbox.release``), so a stop or a drain's end is prompt;
 6. **deliver** through the transport;
-7. **record** at once, committed in groups of up to 8 (or what finished within 2 ms),
+7. **record** at once, committed in groups of up to 16 (or what finished within 2 ms),
    accepted ones by one statement per group (``outbox.mark_sent_many``): the duplicate
    window (the server said 250, the commit saying so has not happened) is that wait plus
    one short transaction.
@@ -91,7 +91,7 @@ class Policy:
     give_up_after: float = 5 * 24 * 3600.0
     retry_base: float = 60.0
     retry_cap: float = 4 * 3600.0
-    record_group: int = 8
+    record_group: int = 16  # at most `concurrency` results wait at once anyway
     record_wait: float = 0.002
     build_chunk: int = 32
     # First day of sending from a new domain/IP: the warm-up schedule caps each UTC day.

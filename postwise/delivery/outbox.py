@@ -406,30 +406,6 @@ def _event_values(
     }
 
 
-_EVENT_INSERTS_MANY: dict[tuple[str, int], Any] = {}
-
-
-def _events_insert_many(dialect: str, count: int) -> Any:
-    """One INSERT of ``count`` event rows (multi-row VALUES), redo-safe by message_id."""
-    stmt = _EVENT_INSERTS_MANY.get((dialect, count))
-    if stmt is None:
-        insert_fn: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        stmt = _EVENT_INSERTS_MANY[(dialect, count)] = (
-            insert_fn(_EVENTS)
-            .values(
-                [
-                    {f: bindparam(f"{f}_{i}", type_=_EVENTS.c[f].type) for f in _EVENT_FIELDS}
-                    for i in range(count)
-                ]
-            )
-            .on_conflict_do_nothing(
-                index_elements=["workspace_id", "message_id"],
-                index_where=_EVENTS.c.message_id.is_not(None),
-            )
-        )
-    return stmt
-
-
 def _event(session: Session, row: Claimed, name: str, key: str, properties: dict[str, Any]) -> None:
     """An ``email`` event for timelines and segments; ``message_id`` makes a redo a no-op.
 
@@ -504,9 +480,25 @@ _SENT_MANY = text(
 )
 
 
+# The group's events the same way: one INSERT ... SELECT over unnested arrays, redo-safe
+# by message_id like the single-row insert.
+_EVENTS_MANY = text(
+    """
+    INSERT INTO events (workspace_id, contact_id, type, name, properties, context, message_id,
+                        occurred_at, received_at)
+    SELECT :ws, u.contact_id, 'email', u.name, u.props::jsonb, '{}'::jsonb, u.mid, :now, :now
+    FROM unnest(
+        CAST(:contacts AS bigint[]), CAST(:names AS text[]), CAST(:props AS text[]),
+        CAST(:mids AS text[])
+    ) AS u(contact_id, name, props, mid)
+    ON CONFLICT (workspace_id, message_id) WHERE message_id IS NOT NULL DO NOTHING
+    """
+)
+
+
 def mark_sent_many(session: Session, accepted: Sequence[Accepted], *, final_hop: bool) -> set[int]:
     """Settle a group of accepted deliveries of one workspace as ``sent`` and write their
-    events: on PostgreSQL one fenced UPDATE and one multi-row INSERT for the whole group
+    events: on PostgreSQL one fenced UPDATE and one INSERT for the whole group
     (SQLite: ``mark_sent`` per row). Returns the ids settled; the others lost their lease."""
     if not accepted:
         return set()
@@ -551,8 +543,17 @@ def mark_sent_many(session: Session, accepted: Sequence[Accepted], *, final_hop:
         for name, key in names:
             events.append(_event_values(a.row, name, key, props, now))
     if events:
-        params = {f"{f}_{i}": e[f] for i, e in enumerate(events) for f in _EVENT_FIELDS}
-        connection.execute(_events_insert_many(connection.dialect.name, len(events)), params)
+        connection.execute(
+            _EVENTS_MANY,
+            {
+                "ws": accepted[0].row.workspace_id,
+                "now": now,
+                "contacts": [e["contact_id"] for e in events],
+                "names": [e["name"] for e in events],
+                "props": [json.dumps(e["properties"]) for e in events],
+                "mids": [e["message_id"] for e in events],
+            },
+        )
         segment_changes.note_pairs(
             session,
             [(e["contact_id"], segment_changes.event_key(e["name"])) for e in events],
