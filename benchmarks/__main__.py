@@ -21,6 +21,7 @@ SUITES = {
     "workflows": "benchmarks.workflow_steps",  # steps/s by 1 and 2 workers, trigger latency
     "campaigns": "benchmarks.campaign_fanout",  # 1M-recipient fan-out beside a bare INSERT
     "report": "benchmarks.campaign_report",  # 1M-recipient report from rollups vs raw events
+    "uplift": "benchmarks.analytics_uplift",  # CLTV uplift job over 1M contacts vs stored read
 }
 
 
