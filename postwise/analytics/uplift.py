@@ -186,7 +186,9 @@ def compute(session: Session, params: Params, *, as_of: datetime | None = None) 
             state.control_counts[stratum] += 1
             state.controls[int(cid)] = _Control(stratum)
 
-    earliest = min(starts.values(), default=None)
+    # The first reach, not the first index date: a stratum's median can be days after the
+    # earliest reach in it, and that contact's window starts at its own reach.
+    earliest = min((r.start for r in state.reached.values()), default=None)
     if earliest is not None:
         events = session.execute(
             select(Event.contact_id, Event.occurred_at, Event.properties)

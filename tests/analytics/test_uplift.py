@@ -271,3 +271,57 @@ def test_cli_refreshes_and_prints(cli_runner: CliRunner, data: Uplift) -> None:
     assert as_json.exit_code == 0, as_json.output
     doc = json.loads(as_json.output)
     assert {k: doc[k] for k in expected()} == expected()
+
+
+def test_a_window_that_starts_before_its_stratum_median_is_read_whole(db: Database) -> None:
+    """Reached on T0, T0+2d and T0+4d (index date T0+2d): the first one's purchase on
+    T0+1d is inside its own window although it precedes every index date."""
+    with db.system() as s:
+        ws = create_workspace(s, "Early").workspace_id
+    with db.tenant(ws) as s:
+        firm = Company(domain="e.example", size_band="11-50", industry="Software")
+        s.add(firm)
+        s.flush()
+        people = []
+        for name in ("a", "b", "c", "control"):
+            person = Contact(
+                email=f"{name}@e.example",
+                email_domain="e.example",
+                company_id=firm.id,
+                created_at=EARLY,
+            )
+            s.add(person)
+            s.flush()
+            people.append(person.id)
+        campaign = Campaign(key="early", name="Early", status="sent", recipient_count=3)
+        s.add(campaign)
+        s.flush()
+        for n, contact_id in enumerate(people[:3]):
+            s.add(
+                CampaignRecipient(
+                    campaign_id=campaign.id,
+                    contact_id=contact_id,
+                    email=f"{n}@e.example",
+                    domain="e.example",
+                    source_kind="segment",
+                    source_id=1,
+                    outbox_id=9000 + n,
+                    scheduled_for=T0 + 2 * n * DAY,
+                )
+            )
+        s.add(
+            Event(
+                contact_id=people[0],
+                type="track",
+                name="Order Completed",
+                properties={"revenue": 10},
+                context={},
+                occurred_at=T0 + DAY,
+                received_at=T0 + DAY,
+            )
+        )
+    with db.tenant(ws) as s:
+        result = uplift.compute(s, PARAMS, as_of=AS_OF)
+    assert result["strata"][0]["index_date"] == (T0 + 2 * DAY).isoformat()
+    assert (result["reached"], result["comparison"]) == (3, 1)
+    assert result["uplift"] == round(10 / 3, 6)
