@@ -5,7 +5,11 @@ database, and trigger latency from an event's arrival (ingest) to its first step
 A "wake" is one due enrollment claimed and advanced: its wait ends, it sends (an outbox
 row keyed by the step) and parks on its next wait, so each wake executes two steps (two
 history rows). Enrollments are bulk-inserted already parked on a due wait, so setup
-time is not measured. The load average is printed beside each figure (2 shared cores).
+time is not measured. The load average is printed beside each figure (2 shared cores),
+and the CPU the worker processes and this database's server backends spent per step,
+which a loaded machine changes far less than wall-clock rates; ``steps_per_cpu_s``
+(steps per CPU-second of workers and server together) times the free cores bounds the
+rate a quiet machine can reach.
 """
 
 from __future__ import annotations
@@ -56,26 +60,71 @@ def _load() -> str:
     return f"load {one:.2f} {five:.2f} {fifteen:.2f}"
 
 
+def _proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process of this machine (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu(db: Database, procs: list[subprocess.Popen[bytes]]) -> dict[str, dict[int, float]]:
+    """CPU so far of the worker processes and of this database's server backends (the
+    server runs on this machine; other databases' backends are not counted)."""
+    with db.engine.connect() as conn:
+        backends = conn.execute(
+            text(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()"
+            )
+        ).scalars()
+        server = {int(pid): _proc_cpu(int(pid)) for pid in backends}
+    return {"workers": {p.pid: _proc_cpu(p.pid) for p in procs}, "server": server}
+
+
+def _spent(
+    before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]
+) -> dict[str, float]:
+    """CPU seconds spent between two ``_cpu`` readings (processes present in both)."""
+    return {
+        side: sum(after[side][pid] - before[side].get(pid, after[side][pid]) for pid in after[side])
+        for side in ("workers", "server")
+    }
+
+
+def _analyze(db: Database) -> None:
+    """Current statistics, as a running database has them (autovacuum lags a bulk load)."""
+    with db.engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").execute(
+            text("ANALYZE enrollments; ANALYZE workflows; ANALYZE jobs")
+        )
+
+
 def _scalar(db: Database, sql: str, **params: Any) -> int:
     with db.engine.connect() as conn:
         return int(conn.execute(text(sql), params).scalar() or 0)
 
 
-def _env(url: str, tmp: Path, batch: int) -> dict[str, str]:
+def _env(url: str, tmp: Path, batch: int, poll: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("POSTWISE_")}
     env.update(
         POSTWISE_DATABASE_URL=url,
         POSTWISE_DATA_DIR=str(tmp),
         POSTWISE_LOG_LEVEL="WARNING",
-        POSTWISE_WORKER_POLL_SECONDS="0.02",
         POSTWISE_WORKER_BATCH_SIZE=str(batch),
         PYTHONPATH=str(REPO),
     )
+    if poll is not None:
+        env["POSTWISE_WORKER_POLL_SECONDS"] = poll
     return env
 
 
-def _workers(url: str, tmp: Path, count: int, batch: int = 1) -> list[subprocess.Popen[bytes]]:
-    """``batch`` 1 for workflow runs: a wake is never queued behind claimed outbox drains."""
+def _workers(
+    url: str, tmp: Path, count: int, batch: int = 1, poll: str | None = "0.02"
+) -> list[subprocess.Popen[bytes]]:
+    """``batch`` 1 for workflow runs: a wake is never queued behind claimed outbox drains.
+    ``poll`` None: the default idle poll (``POSTWISE_WORKER_POLL_SECONDS``, 0.5 s)."""
     return [
         subprocess.Popen(
             [
@@ -88,7 +137,7 @@ def _workers(url: str, tmp: Path, count: int, batch: int = 1) -> list[subprocess
                 "--id",
                 f"bench-{i}",
             ],
-            env=_env(url, tmp, batch),
+            env=_env(url, tmp, batch, poll),
             cwd=REPO,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -230,7 +279,9 @@ def measure_steps(db: Database, url: str, tmp: Path, workers: int, wakes: int) -
     try:
         _started(db, since, workers)
         due(db, wakes)
+        _analyze(db)
         before = _scalar(db, "SELECT count(*) FROM enrollment_steps")
+        cpu_before = _cpu(db, procs)
         started = time.perf_counter()
         _lanes_now(db)
         while (
@@ -245,6 +296,7 @@ def measure_steps(db: Database, url: str, tmp: Path, workers: int, wakes: int) -
             if time.perf_counter() - started > 600:
                 break
         elapsed = time.perf_counter() - started
+        spent = _spent(cpu_before, _cpu(db, procs))
     finally:
         _stop(procs)
     steps = _scalar(db, "SELECT count(*) FROM enrollment_steps") - before
@@ -255,6 +307,9 @@ def measure_steps(db: Database, url: str, tmp: Path, workers: int, wakes: int) -
         "seconds": round(elapsed, 2),
         "wakes_per_s": round(wakes / elapsed, 1),
         "steps_per_s": round(steps / elapsed, 1),
+        "worker_cpu_ms_per_step": round(spent["workers"] * 1000 / max(steps, 1), 3),
+        "server_cpu_ms_per_step": round(spent["server"] * 1000 / max(steps, 1), 3),
+        "steps_per_cpu_s": round(steps / max(spent["workers"] + spent["server"], 1e-9), 1),
         "load": _load(),
     }
 
@@ -269,22 +324,27 @@ def measure_claims(db: Database, url: str, tmp: Path, workers: int, jobs: int) -
         _started(db, since, workers)
         with db.system() as s:
             queue.enqueue_many(s, NOOP, ({} for _ in range(jobs)))
+        cpu_before = _cpu(db, procs)
         started = time.perf_counter()
         while _scalar(db, "SELECT count(*) FROM jobs WHERE task = :t AND status <> 'done'", t=NOOP):
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
+        spent = _spent(cpu_before, _cpu(db, procs))
     finally:
         _stop(procs)
     return {
         "workers": workers,
         "jobs": jobs,
         "jobs_per_s": round(jobs / elapsed, 1),
+        "worker_cpu_ms_per_job": round(spent["workers"] * 1000 / jobs, 3),
+        "server_cpu_ms_per_job": round(spent["server"] * 1000 / jobs, 3),
         "load": _load(),
     }
 
 
 def measure_latency(db: Database, url: str, tmp: Path, ws: int, events: int) -> dict[str, Any]:
-    """Events through the real ingest path, two workers running: arrival -> first step."""
+    """Events through the real ingest path, two workers running with the default idle poll
+    (0.5 s; the route job's NOTIFY wakes them): arrival -> first step."""
     import postwise.workflows.jobs  # noqa: F401  (the routing listener)
     from postwise.tracking.events import parse_batch
     from postwise.tracking.ingest import ingest
@@ -326,7 +386,7 @@ def measure_latency(db: Database, url: str, tmp: Path, ws: int, events: int) -> 
             {"t": "workflows.wake"},
         )
     since = _scalar(db, "SELECT coalesce(max(id), 0) FROM jobs")
-    procs = _workers(url, tmp, 2)
+    procs = _workers(url, tmp, 2, poll=None)  # the default poll: a trigger must not wait for it
     arrivals: dict[str, float] = {}
     try:
         # Measure from events, not from interpreter start-up: wait until both workers
@@ -408,18 +468,25 @@ def main(argv: list[str] | None = None) -> None:
     db = fresh_database(url)
     t0 = time.perf_counter()
     ws, _ = setup(db, args.enrollments)
+    _analyze(db)
     active = _scalar(db, "SELECT count(*) FROM enrollments WHERE status = 'active'")
     print(
         f"setup: {active} active enrollments in {time.perf_counter() - t0:.1f} s; {_load()}",
         flush=True,
     )
     for workers in (1, 2):
+        claims = measure_claims(db, url, tmp, workers, args.claims)
+        print("baseline bare job claims", claims, flush=True)
+        steps = measure_steps(db, url, tmp, workers, args.wakes)
+        print("workflow steps", steps, flush=True)
         print(
-            "baseline bare job claims",
-            measure_claims(db, url, tmp, workers, args.claims),
+            f"  {workers} worker(s): {steps['steps_per_s']} steps/s "
+            f"(target with 2 workers: 2,000), "
+            f"{steps['steps_per_s'] / claims['jobs_per_s']:.1f}x the bare claims/s; "
+            f"CPU per step: worker {steps['worker_cpu_ms_per_step']} ms, "
+            f"server {steps['server_cpu_ms_per_step']} ms",
             flush=True,
         )
-        print("workflow steps", measure_steps(db, url, tmp, workers, args.wakes), flush=True)
     print("trigger latency", measure_latency(db, url, tmp, ws, args.events), flush=True)
     db.dispose()
 

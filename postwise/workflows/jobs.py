@@ -61,7 +61,7 @@ WEBHOOK = "workflows.webhook"
 DATES = "workflows.dates"
 QUEUE = "default"
 LANES = 2
-BATCH = 200
+BATCH = 500  # enrollments per wake job: one claim, one set of batched writes
 POLL_SECONDS = 10.0  # idle lanes look again this often (known wake times sooner)
 WEBHOOK_TIMEOUT = 10.0
 ROUTE_SLACK = timedelta(minutes=10)
