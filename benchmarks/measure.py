@@ -69,7 +69,6 @@ class ServerCPU:
 
         self.start: dict[int, float] = {}
         self.last: dict[int, float] = {}
-        self.readable = True
         event.listen(engine, "connect", self._opened)
         event.listen(engine, "close", self._closing)
         event.listen(engine, "invalidate", self._invalidating)
@@ -82,7 +81,6 @@ class ServerCPU:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
-            self.readable = False
             return None
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
