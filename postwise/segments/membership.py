@@ -121,8 +121,7 @@ _EXIT = (
 )
 
 
-def _stay_insert(dialect: str) -> Any:
-    """One INSERT of a stay, skipping a contact whose stay another worker just opened."""
+def _build_stay_insert(dialect: str) -> Any:
     ins: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return (
         ins(_STAYS)
@@ -132,6 +131,14 @@ def _stay_insert(dialect: str) -> Any:
         )
         .returning(_STAYS.c.contact_id)
     )
+
+
+_STAY_INSERTS = {dialect: _build_stay_insert(dialect) for dialect in ("postgresql", "sqlite")}
+
+
+def _stay_insert(dialect: str) -> Any:
+    """One INSERT of a stay, skipping a contact whose stay another worker just opened."""
+    return _STAY_INSERTS[dialect]
 
 
 def _enter(
@@ -323,7 +330,11 @@ def _facts(
     if contact_id in shared.facts:
         return shared.facts[contact_id]
     try:
-        facts = load_facts(session, workspace_id, contact_id, now, shared.refs, extra=_WITH_STAYS)
+        # Core on the session's connection: the statement names its workspace itself,
+        # and the ORM's tenancy criteria would cost more than the read.
+        facts = load_facts(
+            session.connection(), workspace_id, contact_id, now, shared.refs, extra=_WITH_STAYS
+        )
     except NotFound:
         facts = None  # deleted meanwhile: its stays went with it
     if facts is not None:
