@@ -577,6 +577,8 @@ class Deliverer:
                     )
             await asyncio.gather(*sending)
         finally:
+            # On an error, messages already on the wire still finish and are recorded.
+            await asyncio.gather(*sending, return_exceptions=True)
             if released:
                 for row, _ in released:
                     self._held.pop(row.id, None)
