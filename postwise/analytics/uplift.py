@@ -17,8 +17,9 @@ interval from the per-stratum variances. Reached contacts in a stratum without a
 comparison contact are left out and counted as ``unmatched_reached``.
 
 Cost: one pass over the reached snapshot rows, one over the not-reached contacts (kept
-as counts per stratum) and one over the chosen event's rows; memory is one entry per
-reached contact and per comparison contact with revenue. It runs as the daily
+as counts per stratum) and one over the chosen event's rows (each with its contact's
+stratum); memory is one entry per reached contact and per comparison contact with
+revenue. It runs as the daily
 ``analytics.uplift`` job or on demand and stores its result in ``analytics_uplift``;
 reports read that row (docs/analytics.md).
 """
@@ -114,7 +115,7 @@ class Params:
 @dataclass
 class _State:
     reached: dict[int, _Reached] = field(default_factory=dict)
-    controls: dict[int, _Control] = field(default_factory=dict)
+    controls: dict[int, _Control] = field(default_factory=dict)  # with revenue only
     control_counts: dict[Stratum, int] = field(default_factory=lambda: defaultdict(int))
 
 
@@ -184,25 +185,34 @@ def compute(session: Session, params: Params, *, as_of: datetime | None = None) 
         start = starts.get(stratum)
         if start is not None and clock.as_utc(created_at) <= start:
             state.control_counts[stratum] += 1
-            state.controls[int(cid)] = _Control(stratum)
 
     # The first reach, not the first index date: a stratum's median can be days after the
     # earliest reach in it, and that contact's window starts at its own reach.
     earliest = min((r.start for r in state.reached.values()), default=None)
     if earliest is not None:
+        # Each event brings its contact's stratum, so comparison contacts need no memory
+        # beyond those who bought something.
         events = session.execute(
-            select(Event.contact_id, Event.occurred_at, Event.properties)
+            select(
+                Event.contact_id,
+                Event.occurred_at,
+                Event.properties,
+                Contact.created_at,
+                Company.size_band,
+                Company.industry,
+            )
+            .join(Contact, (Contact.id == Event.contact_id) & (Contact.workspace_id == ws))
+            .outerjoin(Company, (Company.id == Contact.company_id) & (Company.workspace_id == ws))
             .where(
                 Event.workspace_id == ws,
                 Event.name == params.event,
-                Event.contact_id.is_not(None),
                 Event.occurred_at >= earliest,
                 Event.occurred_at < as_of,
                 Event.type != "email",
             )
             .execution_options(yield_per=10_000)
         )
-        for contact_id, occurred_at, properties in events:
+        for contact_id, occurred_at, properties, created_at, size_band, industry in events:
             cid = int(contact_id)
             at = clock.as_utc(occurred_at)
             reached = state.reached.get(cid)
@@ -210,11 +220,15 @@ def compute(session: Session, params: Params, *, as_of: datetime | None = None) 
                 if reached.start <= at < min(reached.start + window, as_of):
                     reached.revenue += revenue_of(properties, params.revenue_property)
                 continue
-            control = state.controls.get(cid)
-            if control is not None:
-                start = starts[control.stratum]
-                if start <= at < min(start + window, as_of):
-                    control.revenue += revenue_of(properties, params.revenue_property)
+            if cid in snapshot:
+                continue
+            stratum = _stratum(size_band, industry)
+            start = starts.get(stratum)
+            if start is None or clock.as_utc(created_at) > start:
+                continue
+            if start <= at < min(start + window, as_of):
+                control = state.controls.setdefault(cid, _Control(stratum))
+                control.revenue += revenue_of(properties, params.revenue_property)
     return _estimate(params, as_of, state, starts)
 
 
@@ -225,8 +239,10 @@ def _estimate(
     for item in state.reached.values():
         treated[item.stratum].add(item.revenue)
     compared: dict[Stratum, _Group] = defaultdict(_Group)
-    for control in state.controls.values():
+    for control in state.controls.values():  # those with revenue in their window
         compared[control.stratum].add(control.revenue)
+    for stratum, count in state.control_counts.items():  # the rest add 0 each
+        compared[stratum].n = count
 
     matched = sorted(s for s in treated if state.control_counts.get(s))
     unmatched = sum(treated[s].n for s in treated if not state.control_counts.get(s))
