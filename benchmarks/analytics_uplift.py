@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import sys
 import time
@@ -133,6 +134,7 @@ def main(argv: list[str] | None = None) -> None:
             "compute_s": round(wall, 2),
             "compute_cpu_s_client": round(cpu, 2),
             "cpu_us_per_contact": round(cpu / max(counts["contacts"], 1) * 1e6, 2),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
             "stored_read_ms_median": round(read_ms, 2),
             "ratio_compute_vs_read": round(wall * 1000 / max(read_ms, 1e-9)),
             "uplift": result["uplift"],
