@@ -86,7 +86,7 @@ def rescore(session: Session, contact_ids: Sequence[int], *, now: datetime | Non
         )
     )
     _mirror(session, ws, values, postgres)
-    moved = [v["contact_id"] for v in values if before.get(v["contact_id"]) != v["score"]]
+    moved = [int(c) for c in set(contact_ids) if before.get(c) != round(scores.get(c, 0.0), 6)]
     changes.note(session, moved, [changes.field_key(ENGAGEMENT_FIELD)])
 
 
