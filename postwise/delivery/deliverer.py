@@ -304,20 +304,10 @@ class Deliverer:
     def _record_in(
         self, session: Session, row: Claimed, built: Built, result: DeliveryResult
     ) -> None:
+        """A delivery the next hop did not accept: bounced (5xx, or expired) or deferred."""
         answer = result.recipients.get(built.rcpt) or next(iter(result.recipients.values()))
         reply = answer.full_reply
-        if answer.outcome is Outcome.ACCEPTED:
-            ok = outbox.mark_sent(
-                session,
-                row,
-                message_id=built.message_id,
-                transport=result.transport,
-                reply=reply,
-                final_hop=self.final_hop,
-                links=built.links,
-            )
-            self.totals.sent += ok
-        elif answer.outcome is Outcome.REJECTED:
+        if answer.outcome is Outcome.REJECTED:
             ok = outbox.mark_bounced(
                 session,
                 row,
