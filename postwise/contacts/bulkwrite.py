@@ -147,6 +147,7 @@ STAGE = Table(
     Column("attributes", JSONB, nullable=False),
     Column("company_domain", Text),  # the email's domain unless free mail
     Column("changes", JSONB, nullable=False),  # the audit entry's details
+    Column("company_id", BigInteger),  # the company of company_domain, when the planner knew it
     prefixes=["TEMPORARY"],
     postgresql_on_commit="DELETE ROWS",
 )
@@ -191,6 +192,7 @@ class Prepared:
     rejected: list[Decision]
     company_values: dict[int, list[tuple[str, str, Any]]]  # line -> (domain, field, value)
     staged: list[tuple[Any, ...]] | None = None  # COPY rows of the writes (PostgreSQL)
+    company_ids: dict[str, int] = field(default_factory=dict)  # domain -> id (PostgreSQL)
 
 
 @dataclass
@@ -334,25 +336,28 @@ class _Statements:
         return plan(rows, self._stored([row.values["email"] for row in rows], externals, lock=lock))
 
     def _companies(self, domains: set[str], now: datetime) -> dict[str, int]:
-        """Create the companies of these business domains if missing.
-
-        On SQLite returns their ids for the row-wise upsert; on PostgreSQL the upsert
-        looks them up itself (set-based) and this returns nothing.
-        """
+        """Create the companies of these business domains if missing; returns their ids
+        (domain -> id) for the upsert."""
         if not domains:
             return {}
         wanted = sorted(domains)
         if self.postgres:
-            self.session.execute(
+            # The SELECT half sees the companies from before the INSERT, which returns
+            # the ones it adds: together, every domain once.
+            found = self.session.execute(
                 text(
-                    "INSERT INTO companies (workspace_id, domain, attributes, created_at, "
-                    "updated_at) SELECT :ws, domain, '{}', :now, :now "
-                    "FROM jsonb_array_elements_text(CAST(:domains AS jsonb)) AS domain "
-                    "ON CONFLICT (workspace_id, domain) DO NOTHING"
+                    "WITH wanted AS (SELECT jsonb_array_elements_text(CAST(:domains AS jsonb)) "
+                    "AS domain), added AS (INSERT INTO companies (workspace_id, domain, "
+                    "attributes, created_at, updated_at) SELECT :ws, domain, '{}', :now, :now "
+                    "FROM wanted ON CONFLICT (workspace_id, domain) DO NOTHING "
+                    "RETURNING domain, id) "
+                    "SELECT domain, id FROM added UNION ALL SELECT c.domain, c.id "
+                    "FROM companies AS c JOIN wanted AS w ON c.domain = w.domain "
+                    "WHERE c.workspace_id = :ws"
                 ),
                 {"ws": self.ws, "domains": json.dumps(wanted), "now": now},
             )
-            return {}
+            return {domain: int(company_id) for domain, company_id in found}
         t = COMPANIES.c
 
         def known(names: Sequence[str]) -> dict[str, int]:
@@ -390,7 +395,7 @@ class Planner(_Statements):
         super().__init__(session)
         self.batches = 0
         self._claimed: dict[str, int] = {}  # company claim -> the line that owns it
-        self._companies_made: dict[str, None] = {}
+        self._company_ids: dict[str, int] = {}  # domain -> company id (bounded)
 
     def prepare(self, rows: Sequence[Row], target: ListTarget | None, now: datetime) -> Prepared:
         """Claim, read and plan one batch inside the session's current transaction.
@@ -413,10 +418,13 @@ class Planner(_Statements):
             company_values=self._company_claims(rows),
         )
         if self.postgres and applied:
-            domains = _business(applied).difference(self._companies_made)
-            self._companies(domains, now)
-            _remember(self._companies_made, dict.fromkeys(domains))
-            prepared.staged = _copy_rows(applied)
+            known = self._company_ids
+            domains = _business(applied)
+            ids = {domain: known[domain] for domain in domains if domain in known}
+            found = self._companies(domains.difference(ids), now)
+            _remember(known, found)
+            prepared.company_ids = {**ids, **found}
+            prepared.staged = _copy_rows(applied, prepared.company_ids)
         return prepared
 
     def _refresh_statistics(self, target: ListTarget | None) -> None:
@@ -598,7 +606,7 @@ class Writer(_Statements):
             decisions = self._plan([d.row for d in applied], lock=True)
             outcome.rejected += [d for d in decisions if d.kind == "rejected"]
             applied = [d for d in decisions if d.kind != "rejected"]
-            staged = _copy_rows(applied)
+            staged = _copy_rows(applied, prepared.company_ids)
         if not applied:
             return outcome
         business = _business(applied)
@@ -738,6 +746,8 @@ class Writer(_Statements):
                 .where(t.workspace_id == self.ws, t.domain == STAGE.c.company_domain)
                 .scalar_subquery()
             )
+            # Looked up only for a domain the planner had no id for (COALESCE is lazy).
+            company = func.coalesce(STAGE.c.company_id, company)
             rows = select(
                 literal(self.ws, BigInteger),
                 *(STAGE.c[name] for name in STAGED),
@@ -1002,7 +1012,9 @@ def _business(decisions: Iterable[Decision]) -> set[str]:
     return {domain for domain in domains if not _free_mail(domain)}
 
 
-def _copy_rows(decisions: Iterable[Decision]) -> list[tuple[Any, ...]]:
+def _copy_rows(
+    decisions: Iterable[Decision], company_ids: Mapping[str, int]
+) -> list[tuple[Any, ...]]:
     """The staging rows of the created and updated ones (see ``STAGE``)."""
     rows: list[tuple[Any, ...]] = []
     append = rows.append
@@ -1023,6 +1035,7 @@ def _copy_rows(decisions: Iterable[Decision]) -> list[tuple[Any, ...]]:
                 _json(attributes) if attributes else "{}",
                 None if _free_mail(domain) else domain,
                 json.dumps(d.changes) if d.changes else "{}",
+                company_ids.get(domain),
             )
         )
     return rows
