@@ -1,5 +1,5 @@
 """``postwise workflow ...``: install playbooks, save, show, pause, resume, enroll, history
-and metrics of automation workflows (docs/workflows.md).
+and metrics of automation workflows, and their webhook secrets (docs/workflows.md).
 
 A definition that does not parse prints the step at fault and exits with status 2.
 """
@@ -235,12 +235,38 @@ def metrics_command(ref: str = REF, workspace: int = WORKSPACE, as_json: bool = 
 @workflow_app.command("secret")
 def secret_command(
     name: str = typer.Argument(..., help="Secret name the webhook steps use."),
-    value: str = typer.Argument(..., help="At least 16 characters."),
+    value: str | None = typer.Argument(
+        None, help="Your own value (at least 16 characters); omit it for a random one."
+    ),
+    rotate: bool = typer.Option(False, "--rotate", help="Replace an existing secret's value."),
     workspace: int = WORKSPACE,
 ) -> None:
-    """Set a webhook signing secret of the workspace."""
+    """Set a webhook signing secret; a random one (new, or --rotate) is printed once."""
     from postwise.workflows import store
 
     with workspace_session(workspace) as s:
-        store.set_webhook_secret(s, name, value)
-    console.print(f"secret {name} set")
+        if value is not None:
+            store.set_webhook_secret(s, name, value)
+            made = None
+        elif rotate:
+            made = store.rotate_webhook_secret(s, name)
+        else:
+            made = store.create_webhook_secret(s, name)
+    if made is None:
+        console.print(f"secret {name} set")
+    else:
+        console.print(f"secret {name}: {made}  (shown once)", markup=False, highlight=False)
+
+
+@workflow_app.command("secrets")
+def secrets_command(workspace: int = WORKSPACE, as_json: bool = AS_JSON) -> None:
+    """The workspace's webhook secrets: names and when each was set, never values."""
+    from postwise.workflows import store
+
+    with workspace_session(workspace) as s:
+        rows = store.webhook_secret_list(s)
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        console.print(f"{row['name']}\t{row['updated_at'] or '-'}", markup=False)

@@ -59,3 +59,29 @@ def test_install_show_enroll_history_metrics_pause_resume(
     )
     out = runner.invoke(app, ["workflow", "save", "broken", str(bad), *w])
     assert out.exit_code == 2 and "s1" in out.output
+
+
+def test_webhook_secrets_random_once_rotated_and_listed_without_values(
+    db: Database, runner: CliRunner
+) -> None:
+    from postwise.workflows import store
+
+    with db.system() as s:
+        ws = create_workspace(s, "Acme").workspace_id
+    w = ["-w", str(ws)]
+    out = runner.invoke(app, ["workflow", "secret", "sales", *w])
+    assert out.exit_code == 0, out.output
+    with db.tenant(ws) as s:
+        first = store.webhook_secrets(s)["sales"]
+    assert first in out.output and "shown once" in out.output
+    again = runner.invoke(app, ["workflow", "secret", "sales", *w])
+    assert again.exit_code == 2 and "rotate" in again.output
+    out = runner.invoke(app, ["workflow", "secret", "sales", "--rotate", *w])
+    with db.tenant(ws) as s:
+        second = store.webhook_secrets(s)["sales"]
+    assert out.exit_code == 0 and second != first and second in out.output
+    assert runner.invoke(app, ["workflow", "secret", "ops", "o" * 20, *w]).exit_code == 0
+    out = runner.invoke(app, ["workflow", "secrets", *w, "--json"])
+    listed = json.loads(out.output)
+    assert [r["name"] for r in listed] == ["ops", "sales"]
+    assert second not in out.output and "o" * 20 not in out.output

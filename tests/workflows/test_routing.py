@@ -14,7 +14,7 @@ from sqlalchemy import delete, select
 from postwise.core import clock
 from postwise.jobs.runner import Worker
 from postwise.storage.database import Database
-from postwise.storage.tables import Enrollment, Job, WorkflowRoutedEvent
+from postwise.storage.tables import Enrollment, Event, Job, WorkflowRoutedEvent
 from postwise.tracking.events import parse_batch
 from postwise.tracking.ingest import ingest
 from postwise.workflows import store
@@ -74,6 +74,10 @@ def test_route_jobs_of_overlapping_windows_hand_on_each_event_once(
     live(db, moved, days=2)
     [(template, _), _incentive] = sent(db, ws)
     assert template == "cart_reminder"
+    with db.tenant(ws) as s:  # the marks go with their events (retention, erasure)
+        s.execute(delete(Event))
+    with db.tenant(ws) as s:
+        assert s.scalars(select(WorkflowRoutedEvent)).all() == []
 
 
 def test_a_goal_met_while_paused_ends_the_journey_and_resume_sends_nothing(
