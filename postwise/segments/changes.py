@@ -179,6 +179,11 @@ def _send_pending(session: Session) -> None:
 
 @event.listens_for(Session, "after_rollback")
 def _drop_pending(session: Session) -> None:
+    discard(session)
+
+
+def discard(session: Session) -> None:
+    """Forget the session's notes: its commit will queue no re-evaluation."""
     session.info.pop(_INFO_KEY, None)
 
 
