@@ -81,14 +81,14 @@ class _Group:
         return var / self.n
 
 
-@dataclass
+@dataclass(slots=True)
 class _Reached:
     start: datetime
     stratum: Stratum
     revenue: float = 0.0
 
 
-@dataclass
+@dataclass(slots=True)
 class _Control:
     stratum: Stratum
     revenue: float = 0.0
@@ -146,6 +146,7 @@ def _reached(session: Session, ws: int) -> dict[int, _Reached]:
         .outerjoin(Company, (Company.id == Contact.company_id) & (Company.workspace_id == ws))
         .where(r.workspace_id == ws, r.source_kind == "segment", r.outbox_id.is_not(None))
         .group_by(r.contact_id, Company.size_band, Company.industry)
+        .execution_options(yield_per=10_000)
     )
     return {
         int(row.contact_id): _Reached(clock.as_utc(row.reach_at), _stratum(row[2], row[3]))
