@@ -294,7 +294,8 @@ def main(argv: list[str] | None = None) -> None:
           f"{', '.join(f'{r:,.0f}' for r in ingest)})")  # fmt: skip
     print(f"  ratio ingest/bare  : {best_ingest / best_bare:.2f}")
     print(f"  server CPU per 1,000 events: bare {min(bare_cpu):.1f} ms, ingest "
-          f"{min(ingest_cpu):.1f} ms (best round); load average per round: "
+          f"{min(ingest_cpu):.1f} ms (best round; ingest/bare "
+          f"{min(ingest_cpu) / min(bare_cpu):.1f}x); load average per round: "
           f"{', '.join(f'{x:.1f}' for x in loads)}")  # fmt: skip
     print(f"  stored {stored:,} of {sent:,} events sent")
     print(
