@@ -396,6 +396,9 @@ class Planner(_Statements):
         self.batches = 0
         self._claimed: dict[str, int] = {}  # company claim -> the line that owns it
         self._company_ids: dict[str, int] = {}  # domain -> company id (bounded)
+        # (domain, company fields of a row) -> the last line owning one of those claims:
+        # a later row with the same fields owns none, and skips the claims (bounded).
+        self._settled: dict[tuple[str, ...], int] = {}
 
     def prepare(self, rows: Sequence[Row], target: ListTarget | None, now: datetime) -> Prepared:
         """Claim, read and plan one batch inside the session's current transaction.
@@ -538,11 +541,19 @@ class Planner(_Statements):
         that disagrees with itself imports to the same state every time, and a row
         retried later (see the importer) still finds its own values."""
         proposed: dict[str, tuple[int, str, str, Any]] = {}
+        settled = self._settled
+        fresh: dict[tuple[str, ...], None] = {}
         for row in rows:
             company = row.company
             if not company:
                 continue
             domain = row.values["email_domain"]
+            if "attributes" not in company:
+                signature = (domain, *company)
+                last = settled.get(signature)
+                if last is not None and row.line > last:
+                    continue  # each of these fields is owned by an earlier line
+                fresh[signature] = None
             if _free_mail(domain):
                 continue
             for name, value in company.items():
@@ -563,7 +574,17 @@ class Planner(_Statements):
         ]
         earlier = self._claim("c", unknown)
         owners = {claim: earlier.get(claim, line) for claim, line in unknown}
-        _remember(self._claimed, owners)
+        claimed = self._claimed
+        lasts: dict[tuple[str, ...], int] = {}
+        for signature in fresh:
+            domain = signature[0]
+            lines = [
+                owners.get(c, claimed.get(c)) for c in (f + "\x1f" + domain for f in signature[1:])
+            ]
+            if None not in lines:
+                lasts[signature] = max(typed(list[int], lines))
+        _remember(settled, lasts)
+        _remember(claimed, owners)
         owned: dict[int, list[tuple[str, str, Any]]] = {}
         for claim, (line, target, domain, value) in proposed.items():
             if owners.get(claim, self._claimed.get(claim)) == line:
@@ -741,13 +762,13 @@ class Writer(_Statements):
         if self.postgres:
             self._copy(f"COPY {STAGE.name} ({', '.join(STAGE.c.keys())}) FROM STDIN", staged)
             t = COMPANIES.c
-            company = (
+            looked_up = (
                 select(t.id)
                 .where(t.workspace_id == self.ws, t.domain == STAGE.c.company_domain)
                 .scalar_subquery()
             )
             # Looked up only for a domain the planner had no id for (COALESCE is lazy).
-            company = func.coalesce(STAGE.c.company_id, company)
+            company = func.coalesce(STAGE.c.company_id, looked_up)
             rows = select(
                 literal(self.ws, BigInteger),
                 *(STAGE.c[name] for name in STAGED),
@@ -997,7 +1018,7 @@ class Writer(_Statements):
         )
 
 
-def _remember(cache: dict[str, Any], entries: Mapping[str, Any]) -> None:
+def _remember(cache: dict[Any, Any], entries: Mapping[Any, Any]) -> None:
     """Keep what is known already (company claims' owners, companies created), bounded
     so memory stays flat: forgetting an entry only costs a look-up that answers the same."""
     if len(cache) > CLAIM_CACHE:
