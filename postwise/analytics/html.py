@@ -126,6 +126,29 @@ def render(report: CampaignReport) -> str:
         ("Revenue", f"{t['revenue']:,.2f}"),
         ("Revenue / recipient", f"{k['revenue_per_recipient'] or 0:,.2f}"),
     ]
+    delivery = "".join(
+        f"<tr><td>{escape(label)}</td><td>{int(t[name]):,}</td></tr>"
+        for label, name in (
+            ("Sent", "sent"),
+            ("Delivered", "delivered"),
+            ("Deferred (at least once)", "deferred"),
+            ("Hard bounces", "bounced_hard"),
+            ("Soft bounces", "bounced_soft"),
+            ("Filter blocked", "filter_blocked"),
+            ("Unsubscribes", "unsubscribes"),
+            ("Complaints", "complaints"),
+        )
+    )
+    activity = "".join(
+        f"<tr><td>{escape(label)}</td><td>{int(t[f'{what}_human']):,}</td>"
+        f"<td>{int(t[f'{what}_machine']):,}</td></tr>"
+        for label, what in (
+            ("Opens", "opens"),
+            ("Unique opens", "unique_opens"),
+            ("Clicks", "clicks"),
+            ("Unique clicks", "unique_clicks"),
+        )
+    )
     domain_rows = sorted(report.breakdowns["domain"], key=lambda r: -r.counters["sent"])[:25]
     domains = "".join(
         f"<tr><td>{escape(r.id)}</td><td>{int(r.counters['sent']):,}</td>"
@@ -154,6 +177,10 @@ td:first-child,th:first-child{{text-align:left}} svg text{{font-size:12px}}
 (privacy proxies, link scanners) are shown apart.</p>
 <div class="cards">{card_html}</div>
 <h2>Funnel</h2>{funnel_svg(t)}
+<h2>Delivery</h2>
+<table class="delivery"><tr><th>Messages</th><th>Count</th></tr>{delivery}</table>
+<h2>People and machines</h2>
+<table class="activity"><tr><th></th><th>Human</th><th>Machine</th></tr>{activity}</table>
 <h2>Opens per hour</h2>{hourly_svg(report.hourly, "opens")}
 <h2>Clicks per hour</h2>{hourly_svg(report.hourly, "clicks")}
 <h2>Variants (human open rate, 95% interval)</h2>{variants}

@@ -50,6 +50,7 @@ def campaign_command(
     for label, field in (
         ("sent", "sent"),
         ("delivered", "delivered"),
+        ("deferred", "deferred"),
         ("hard bounces", "bounced_hard"),
         ("soft bounces", "bounced_soft"),
         ("filter blocked", "filter_blocked"),

@@ -70,6 +70,11 @@ def test_html_report_renders_charts_in_chromium_without_external_requests(
     assert out.exit_code == 0, out.output
     html = page_path.read_text(encoding="utf-8")
     assert "<script" not in html and "http://" not in html.replace("http://www.w3.org/2000/svg", "")
+    # Delivery by class and people beside machines, as table rows (EXPECTED in conftest).
+    assert "<td>Hard bounces</td><td>1</td>" in html
+    assert "<td>Filter blocked</td><td>1</td>" in html
+    assert "<td>Unique opens</td><td>2</td><td>1</td>" in html
+    assert "<td>Clicks</td><td>1</td><td>1</td>" in html
     sync_api = pytest.importorskip("playwright.sync_api")
     if shutil.which(CHROMIUM) is None:
         if os.environ.get("CI") == "true":

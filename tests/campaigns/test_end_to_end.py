@@ -245,4 +245,5 @@ def test_segment_campaign_report_shows_people_machines_and_a_real_bounce_apart(
     assert cells["unique opens"] == ["1", "1"]  # human, machine
     assert cells["unique clicks"] == ["1", "1"]
     assert cells["hard bounces"][0] == "1"
+    assert (cells["sent"][0], cells["deferred"][0]) == (str(len(seniors)), "0")
     assert cells["revenue"][0] == "99.50"
