@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 from sqlalchemy import select
 
-from postwise.analytics import report
+from postwise.analytics import report, uplift
 from postwise.campaigns import store
 from postwise.demo.campaign import CAMPAIGN_KEY, SEGMENT_NAME
 from postwise.demo.loader import DemoResult, load_demo
@@ -80,6 +80,9 @@ def test_the_demo_campaign_went_to_a_segment_and_its_report_matches_its_events(
         assert totals["revenue"] == pytest.approx(sum(c.revenue or 0 for c in credits))
         assert len(result.hourly) > 10  # a series to chart
         assert result.breakdowns["segment"][0].id == str(segment.id)
+        lift = uplift.compute(s, uplift.Params())  # what the daily job will store
+        assert lift["reached"] + lift["unmatched_reached"] == len(recipients)
+        assert lift["comparison"] > 0 and lift["uplift"] is not None
         hygiene = report.hygiene(s, "segment")
         assert [(h["name"], h["sent"]) for h in hygiene] == [(SEGMENT_NAME, len(recipients))]
         bounced = {e.contact_id for e in mail if e.name == "Email Bounced" and e.properties["hard"]}
