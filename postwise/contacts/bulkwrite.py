@@ -53,7 +53,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 from typing import cast as typed
 
@@ -118,12 +117,14 @@ MEMBERSHIP_COLUMNS = (
     "workspace_id", "list_id", "contact_id", "status", "consent_id", "created_at", "updated_at",
 )  # fmt: skip
 STAGED = ("email", "email_domain", *OPTIONAL_FIELDS, "status", "attributes")
-# Company claims and companies made, remembered to skip look-ups; bounded, so memory
-# stays flat (about 40 MB each when full). A claim is a company field: 2^18 covers the
-# 125,000 companies (250,000 claims) of the 1,000,000-row benchmark file; with 50,000
-# the cache thrashed and nearly every batch asked the database again.
+# What the planner remembers to skip look-ups, bounded so memory stays flat (about
+# 35 MB for claims and 50 MB for the two per-domain caches when full): company claims
+# (one per company field: 2^18 covers the 125,000 companies, 250,000 claims, of the
+# 1,000,000-row benchmark file; with 50,000 the cache thrashed and nearly every batch
+# asked the database again), and per domain its company id and settled field sets.
 CLAIM_CACHE = 2**18
-VALUE_CACHE = 8192  # attribute JSON and free-mail answers remembered (bounded)
+DOMAIN_CACHE = 2**17
+VALUE_CACHE = 8192  # attribute JSON remembered (bounded)
 SCRATCH_BUFFERS_MB = 256
 WRITERS = 2  # connections writing batches side by side on PostgreSQL
 
@@ -425,7 +426,7 @@ class Planner(_Statements):
             domains = _business(applied)
             ids = {domain: known[domain] for domain in domains if domain in known}
             found = self._companies(domains.difference(ids), now)
-            _remember(known, found)
+            _remember(known, found, DOMAIN_CACHE)
             prepared.company_ids = {**ids, **found}
             prepared.staged = _copy_rows(applied, prepared.company_ids)
         return prepared
@@ -583,7 +584,7 @@ class Planner(_Statements):
             ]
             if None not in lines:
                 lasts[signature] = max(typed(list[int], lines))
-        _remember(settled, lasts)
+        _remember(settled, lasts, DOMAIN_CACHE)
         _remember(claimed, owners)
         owned: dict[int, list[tuple[str, str, Any]]] = {}
         for claim, (line, target, domain, value) in proposed.items():
@@ -1018,11 +1019,11 @@ class Writer(_Statements):
         )
 
 
-def _remember(cache: dict[Any, Any], entries: Mapping[Any, Any]) -> None:
+def _remember(cache: dict[Any, Any], entries: Mapping[Any, Any], limit: int = CLAIM_CACHE) -> None:
     """Keep what is known already (company claims' owners, companies created), bounded
     so memory stays flat: forgetting an entry only costs a look-up that answers the same."""
-    if len(cache) > CLAIM_CACHE:
-        for stale in list(cache)[: CLAIM_CACHE // 2]:
+    if len(cache) > limit:
+        for stale in list(cache)[: limit // 2]:
             del cache[stale]
     cache.update(entries)
 
@@ -1063,7 +1064,9 @@ def _copy_rows(
 
 
 _JSON_CACHE: dict[tuple[Any, ...], str] = {}
-_free_mail = lru_cache(maxsize=VALUE_CACHE)(is_free_mail)  # asked several times per row
+# Asked several times per row; a set look-up already (an LRU of 8,192 cost more than it
+# saved once a file names more business domains than that).
+_free_mail = is_free_mail
 
 
 def _json(attributes: dict[str, Any]) -> str:
