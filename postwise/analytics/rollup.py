@@ -262,7 +262,7 @@ def _list_sends(session: Session, outbox_ids: list[int]) -> dict[int, int]:
                 OutboxMessage.list_id.is_not(None),
             )
         )
-        found.update({int(i): int(list_id) for i, list_id in rows})
+        found.update({int(i): int(list_id) for i, list_id in rows if list_id is not None})
     return found
 
 
