@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, cast
 
 import structlog
-from sqlalchemy import Table, bindparam, case, event, func, select
+from sqlalchemy import ColumnElement, Table, bindparam, case, event, func, select
 from sqlalchemy.orm import Session
 
 from postwise.segments import changes
@@ -210,13 +210,26 @@ def _saved(_mapper: Any, _connection: Any, target: Segment | AttributeDefinition
     _generations[target.workspace_id] = _generations.get(target.workspace_id, 0) + 1
 
 
-def _stamp(session: Session) -> str:
+# A column another module reads in the stamp's statement, and its parameters.
+Rider = tuple[ColumnElement[Any], Mapping[str, Any]]
+_with_rider: dict[int, Any] = {}  # id(column) -> the stamp statement with it
+
+
+def _stamp(session: Session, rider: Rider | None = None) -> str:
     """What changes whenever any segment of the workspace is saved, created, deleted,
     paused or renamed: one indexed aggregate, no definitions read (``_rows`` is read only
-    when this changed)."""
+    when this changed). ``rider`` is read in the same statement and dropped."""
     workspace_id = workspace_of(session)
-    row = session.connection().execute(_STAMP, {"workspace_id": workspace_id}).one()
-    values = ["" if v is None else str(v) for v in row]
+    params: dict[str, Any] = {"workspace_id": workspace_id}
+    statement: Any = _STAMP
+    if rider is not None:
+        column, extra = rider
+        statement = _with_rider.get(id(column))
+        if statement is None:  # riders are module-level columns: a handful at most
+            statement = _with_rider[id(column)] = _STAMP.add_columns(column)
+        params.update(extra)
+    row = session.connection().execute(statement, params).one()
+    values = ["" if v is None else str(v) for v in row[: len(_STAMP.selected_columns)]]
     return "|".join([str(_generations.get(workspace_id, 0)), *values])
 
 
@@ -262,16 +275,28 @@ def _ordered(items: list[Loaded]) -> list[Loaded]:
     return out
 
 
-def load(session: Session) -> list[Loaded]:
+_last: dict[int, list[Loaded]] = {}  # workspace id -> what ``load`` returned last
+
+
+def last_loaded(workspace_id: int) -> list[Loaded] | None:
+    """What ``load`` returned last in this process for the workspace (no query; maybe
+    stale): a guess of the segments, to be checked by the next ``load``."""
+    return _last.get(workspace_id)
+
+
+def load(session: Session, *, rider: Rider | None = None) -> list[Loaded]:
     """The workspace's active segments, each after the segments it references.
 
     A stored definition that no longer parses (say an attribute it names was deleted)
     is left out with a warning rather than stopping every other segment's updates.
+    ``rider``: a column to evaluate in the stamp's statement (membership takes its
+    advisory locks so, saving a round trip).
     """
-    stamp = _stamp(session)  # a tenant session: never mix workspaces here
+    stamp = _stamp(session, rider)  # a tenant session: never mix workspaces here
     key = (workspace_of(session), stamp)
     found = _orders.get(key)
     if found is not None:
+        _last[key[0]] = found
         return found
     rows = _rows(session)
     items = []
@@ -285,6 +310,7 @@ def load(session: Session) -> list[Loaded]:
     ordered = _ordered(items)
     if _stamp(session) == stamp:  # no save landed between the stamp and the rows
         _orders.put(key, ordered)
+        _last[key[0]] = ordered
     return ordered
 
 

@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import String, Table, bindparam, func, insert, select, text, update
+from sqlalchemy import String, Table, bindparam, column, func, insert, select, text, update
 from sqlalchemy import cast as cast_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -203,18 +203,34 @@ _CURRENT_AMONG = _CURRENT.where(_STAYS.c.contact_id.in_(bindparam("contacts", ex
 _LOCK_SPACE = 0x5E67 << 48
 _SEGMENT_LOCK_SPACE = 0x5E68 << 48
 # Taken in key order (contacts first), so two jobs, or a job and a refresh, cannot deadlock.
-_LOCK = text(
+_LOCK_SQL = (
     "SELECT CASE WHEN k.shared THEN pg_advisory_xact_lock_shared(k.key) "
-    "ELSE pg_advisory_xact_lock(k.key) END "
+    "ELSE pg_advisory_xact_lock(k.key) END AS taken "
     "FROM unnest(CAST(:keys AS bigint[]), CAST(:shared AS boolean[])) AS k(key, shared) "
     "ORDER BY k.key"
 )
+_LOCK = text(_LOCK_SQL)
+# The same locks as a column of the catalog's stamp statement (``catalog.load(rider=)``):
+# a job that some segment wants saves a round trip.
+_LOCK_COLUMN = (
+    select(func.count())
+    .select_from(text(_LOCK_SQL).columns(column("taken")).subquery("locks"))
+    .scalar_subquery()
+)
+
+
+def _lock_params(exclusive: Sequence[int], shared: Sequence[int] = ()) -> dict[str, Any]:
+    keys = sorted({*exclusive, *shared})
+    wanted = set(shared) - set(exclusive)
+    return {"keys": keys, "shared": [k in wanted for k in keys]}
 
 
 def _take_locks(session: Session, exclusive: Sequence[int], shared: Sequence[int] = ()) -> None:
-    keys = sorted({*exclusive, *shared})
-    wanted = set(shared) - set(exclusive)
-    session.connection().execute(_LOCK, {"keys": keys, "shared": [k in wanted for k in keys]})
+    session.connection().execute(_LOCK, _lock_params(exclusive, shared))
+
+
+def _triggered(segments: Sequence[catalog.Loaded], contacts: Mapping[int, set[str]]) -> set[int]:
+    return {s.id for s in segments if any(s.triggered_by(k) for k in contacts.values())}
 
 
 def _downstream(segments: Sequence[catalog.Loaded], ids: Iterable[int]) -> set[int]:
@@ -507,11 +523,23 @@ def _flow(
 
     ``lock`` (the contacts' advisory lock keys) is taken before the first decision, with
     shared locks on the segments the job may write (``refresh`` takes them exclusively),
-    so a job that no segment can see costs the catalog stamp alone. A job about a few
+    so a job that no segment can see costs the catalog stamp alone. When this process
+    has seen the workspace's catalog, the locks ride in the stamp's own statement
+    (guessed from that catalog; a segment saved since adds its locks afterwards). A job about a few
     contacts reads each one's facts and open stays once for every segment (``Shared``)."""
     out: list[Moves] = []
     skip = skip or set()
-    segments = catalog.load(session)
+    locked: set[int] | None = None  # segments whose shared locks the stamp took
+    rider: catalog.Rider | None = None
+    guess = catalog.last_loaded(workspace_of(session)) if lock else None
+    if lock and guess is not None:
+        # The catalog is most likely what this process saw last: take the locks in
+        # the stamp's statement; the stamp then says whether the guess held.
+        triggered = _triggered(guess, contacts)
+        if triggered:
+            locked = _downstream(guess, triggered)
+            rider = (_LOCK_COLUMN, _lock_params(lock, _segment_keys(locked)))
+    segments = catalog.load(session, rider=rider)
     shared: Shared | None = None
     reach: set[int] | None = None
     for segment in segments:
@@ -525,12 +553,14 @@ def _flow(
         if segment.account_level:
             wanted = colleagues(session, wanted)
         if reach is None:  # the first decision: what the job may write
-            triggered = {
-                s.id for s in segments if any(s.triggered_by(k) for k in contacts.values())
-            }
-            reach = _downstream(segments, triggered | set(moved)) - skip
-            if lock:
+            reach = _downstream(segments, _triggered(segments, contacts) | set(moved)) - skip
+            if lock and locked is None:
                 _take_locks(session, lock, _segment_keys(reach))
+            elif lock and locked is not None and reach - locked:
+                # A segment saved since the guess: its locks come after the others'
+                # (out of key order; a deadlock, if one ever formed, fails one job,
+                # which is retried).
+                _take_locks(session, lock, _segment_keys(reach - locked))
         if shared is None and len(wanted) <= EVALUATE_AT_MOST:
             shared = Shared.of(segments, reach)  # filled on first use
         moves = apply(session, segment, sorted(wanted), now=now, shared=shared)

@@ -175,3 +175,28 @@ def test_an_attribute_declared_again_with_another_type_is_parsed_anew(db: Databa
         [loaded] = catalog.load(s)
         moves = membership.reevaluate(s, {ann.contact_id: {"field:contact.attributes.tier"}})
         assert [m.entered for m in moves] == [[ann.contact_id]]
+
+
+def test_a_decision_that_moves_nobody_is_two_statements_on_postgresql(postgres_url: str) -> None:
+    """The stamp's statement also takes the advisory locks (the segments guessed from
+    the last catalog this process saw), then one read decides every segment."""
+    db = Database(postgres_url)
+    try:
+        with db.system() as s:
+            ws = create_workspace(s, "Acme").workspace_id
+        with db.tenant(ws) as s:
+            [ann] = upsert_contacts(s, [{"email": "ann@corp.example"}], source="api")
+            for name, doc in [("Openers", OPENED), ("Mailed", SENT)]:
+                store.create_segment(s, store.SegmentInput(name, doc), refresh=False)
+        with db.tenant(ws) as s:
+            catalog.load(s)
+        with db.tenant(ws) as s, statements(db) as seen:
+            assert membership.reevaluate(s, {ann.contact_id: {"event:Email Opened"}}) == []
+        assert len(seen) == 2, seen
+        assert "pg_advisory_xact_lock" in seen[0] and "FROM segments" in seen[0]
+        assert "FROM contacts" in seen[1] and "FROM events" in seen[1]
+        with db.tenant(ws) as s, statements(db) as seen:  # a name no segment reads
+            assert membership.reevaluate(s, {ann.contact_id: {"event:Page Viewed"}}) == []
+        assert len(seen) == 1 and "pg_advisory" not in seen[0]
+    finally:
+        db.dispose()
