@@ -171,12 +171,9 @@ def seed_full(db: Database, n: int, tag: str, algorithm: str) -> int:
                 for i in range(COMPANIES)
             ],
         )  # fmt: skip
-        companies = {
-            domain: cid
-            for domain, cid in conn.execute(
-                select(Company.domain, Company.id).where(Company.workspace_id == ws)
-            )
-        }
+        companies = dict(
+            conn.execute(select(Company.domain, Company.id).where(Company.workspace_id == ws)).all()
+        )
         for start in range(0, n, 5000):
             chunk = range(start, min(n, start + 5000))
             conn.execute(
