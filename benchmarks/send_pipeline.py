@@ -256,19 +256,61 @@ def stop_all(workers: list[subprocess.Popen[bytes]]) -> None:
             w.wait()
 
 
+class BackendCpu:
+    """CPU seconds of this database's PostgreSQL backends (a local server: /proc), sampled
+    while the workers run; each backend's last reading counts. Other databases' backends
+    (other users of the server) are not counted. ``None`` when /proc cannot be read."""
+
+    TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.seen: dict[int, float] = {}
+        self.readable = True
+        # Backends started from now on are the workers' (this process reuses its one).
+        with db.engine.connect() as conn:
+            self.since = conn.execute(text("SELECT now()")).scalar_one()
+
+    def sample(self) -> None:
+        with self.db.engine.connect() as conn:
+            pids = conn.execute(
+                text(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid() AND backend_start >= :since"
+                ),
+                {"since": self.since},
+            ).scalars()
+            for pid in pids:
+                try:
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    self.readable = False
+                    continue
+                self.seen[pid] = (int(fields[11]) + int(fields[12])) / self.TICK
+
+    def total(self) -> float | None:
+        return sum(self.seen.values()) if self.readable and self.seen else None
+
+
 def run_workers(
     db: Database, env: dict[str, str], count: int
-) -> tuple[float, float, dict[str, float]]:
+) -> tuple[float, float, dict[str, float], float | None]:
     """Wall seconds to empty the outbox, the CPU seconds (user + system) the worker
     processes used (on a shared, loaded machine the CPU time per message is the figure
-    that does not depend on what else runs), and the deliverers' CPU seconds per stage
-    (their final JSON line, ``Totals.cpu``)."""
+    that does not depend on what else runs), the deliverers' CPU seconds per stage
+    (their final JSON line, ``Totals.cpu``) and their PostgreSQL backends' CPU seconds."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    backends = BackendCpu(db)
     started = time.perf_counter()
     workers = [spawn_worker(env, f"bench-{i}", subprocess.PIPE) for i in range(count)]
     try:
+        polls = 0
         while pending(db):
             time.sleep(0.05)
+            polls += 1
+            if polls % 4 == 0:
+                backends.sample()
+        backends.sample()
         took = time.perf_counter() - started
     finally:
         stop_all(workers)
@@ -282,7 +324,7 @@ def run_workers(
         if last.startswith("{"):
             for stage, seconds in json.loads(" ".join(last.splitlines())).get("cpu", {}).items():
                 stages[stage] = stages.get(stage, 0.0) + seconds
-    return took, cpu, stages
+    return took, cpu, stages, backends.total()
 
 
 def smtp_source(port: int, n: int, size: int) -> float:
@@ -336,7 +378,7 @@ def throughput(url: str, n: int, size: int, only: list[str] | None) -> None:
                 seed(db, n, size, f"w{workers}")
             else:
                 seed_full(db, n, f"{how[:3]}{workers}", how)
-            took, cpu, stages = run_workers(db, worker_env(url, port, 60), workers)
+            took, cpu, stages, server = run_workers(db, worker_env(url, port, 60), workers)
             with db.system() as s:
                 counts = outbox.stats(s)
             rate = n / took
@@ -352,6 +394,11 @@ def throughput(url: str, n: int, size: int, only: list[str] | None) -> None:
                 + ", ".join(f"{k} {1e6 * known.get(k, 0.0) / n:,.0f}" for k in STAGES)
                 + f" us (sum {1e6 * sum(known.values()) / n:,.0f}; loop = event loop: "
                 "SMTP, pacing, scheduling)",
+                flush=True,
+            )
+            print(
+                "    PostgreSQL backends of this database: "
+                + (f"{1e6 * server / n:,.0f} us CPU per message" if server else "not readable"),
                 flush=True,
             )
             with db.engine.begin() as conn:
