@@ -15,7 +15,8 @@ dropped and re-created):
   (bytes on the row: claim, screen, fence, SMTP, settle only) with 1 for comparison.
   Each line gives wall msg/s, the ratio to smtp-source, the worker processes' CPU per
   message (user + system, start-up included: the figure that holds on a loaded
-  machine) and the deliverer's own CPU per message per stage.
+  machine), the deliverer's own CPU per message per stage, and the CPU of the
+  database's PostgreSQL backends per message (a local server, read from /proc).
 * **crash** (``--crash``): the sink dumps every message; two delivery processes run
   with a 10 s lease while one of them is SIGKILLed at random moments (``--kills``
   times) and restarted. Afterwards every Message-ID is counted at the sink: missing
