@@ -158,6 +158,14 @@ def relevant(
     }
 
 
+def learn(session: Session, workspace_id: int) -> None:
+    """Fill ``may_matter``'s view of the workspace (the change keys its active segments can
+    see) for a writer that noted nothing now but asks ``may_matter`` before its next write."""
+    seen = _seen.get(workspace_id)
+    if seen is None or time.monotonic() - seen[0] > SEEN_SECONDS:
+        relevant(session, workspace_id, {0: set()})  # a probe (the catalog if any segment)
+
+
 def _enqueue(session: Session, workspace_id: int, contacts: Mapping[int, set[str]]) -> None:
     from postwise.jobs import queue  # the queue imports storage; keep this module light
 

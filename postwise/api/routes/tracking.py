@@ -138,6 +138,9 @@ def _store_calls(db: Database, workspace_id: int, calls: list[Call], received_at
 def _store_encoded(
     db: Database, workspace_id: int, batch: ingest.Encoded, received_at: Any
 ) -> None:
+    if ingest.alone(workspace_id, batch):  # one statement: one round trip, no transaction
+        ingest.ingest_alone(db.autocommit, workspace_id, batch, received_at=received_at)
+        return
     with db.engine.begin() as connection:
         ingest.ingest_events(connection, workspace_id, batch, received_at=received_at)
 
