@@ -243,7 +243,6 @@ class Deliverer:
                     except BuildError as exc:
                         outbox.mark_failed(session, row, str(exc))
                         self.totals.failed += 1
-                        self._held.pop(row.id, None)
                         log.warning("delivery.build_failed", outbox_id=row.id, error=str(exc))
                 del loaded
         # The DATA payload (dot-stuffed, terminated) once here, in the build's thread.
@@ -557,6 +556,10 @@ class Deliverer:
                     break
                 built, ours = await asyncio.to_thread(self._prepare, part)
                 checked_at = time.monotonic()
+                made = {row.id for row, _ in built}
+                for row in part:
+                    if row.id not in made:  # failed to build: settled as ``failed``
+                        self._held.pop(row.id, None)
                 for row, message in built:
                     if row.id not in ours:
                         self._held.pop(row.id, None)
