@@ -17,11 +17,23 @@ from .conftest import Tracker, events
 
 
 def _statements(engine: Any) -> list[str]:
+    """What the engine's SQLAlchemy connections execute (not its raw DBAPI cursors)."""
     seen: list[str] = []
 
     @event.listens_for(engine, "before_cursor_execute")
     def _note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         seen.append(statement)
+
+    return seen
+
+
+def _checkouts(engine: Any) -> list[bool]:
+    """Each connection the engine's pool hands out: whether it is in autocommit."""
+    seen: list[bool] = []
+
+    @event.listens_for(engine, "checkout")
+    def _note(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        seen.append(dbapi_connection.autocommit)
 
     return seen
 
@@ -50,10 +62,10 @@ def test_a_batch_no_segment_sees_is_one_statement_without_a_transaction(
 ) -> None:
     assert tracker.batch(*_track(3, "First")).status_code == 200  # learns: no segments
     on_pool = _statements(postgres.engine)
-    on_autocommit = _statements(postgres.autocommit)
+    checkouts = _checkouts(postgres.autocommit)
     assert tracker.batch(*_track(5)).status_code == 200
     assert on_pool == []
-    assert len(on_autocommit) == 1 and on_autocommit[0].startswith("WITH stored AS (INSERT")
+    assert checkouts == [True]  # one connection, in autocommit: no BEGIN, no COMMIT
     assert [e.name for e in events(postgres, acme.workspace_id)] == ["First"] * 3 + [
         "Page Read"
     ] * 5
@@ -72,8 +84,8 @@ def test_a_terminated_backend_is_retried_once_on_a_fresh_connection(
             )
         ).scalar_one()
     assert killed >= 1
-    on_autocommit = _statements(postgres.autocommit)
+    checkouts = _checkouts(postgres.autocommit)
     assert tracker.batch(*_track(4, "Third")).status_code == 200
-    assert len(on_autocommit) == 2  # the dead connection's try, then the fresh one's
+    assert checkouts == [True, True]  # the dead connection's try, then a fresh one's
     names = [e.name for e in events(postgres, acme.workspace_id)]
     assert names == ["First"] * 2 + ["Second"] * 2 + ["Third"] * 4
