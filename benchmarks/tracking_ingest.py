@@ -44,6 +44,29 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _backends_cpu(url: str) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend connected to the benchmark's database
+    (not this query's own): what the database spends per batch, whoever else loads the
+    machine. Needs PostgreSQL on this host (``/proc``); empty otherwise."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url).set(drivername="postgresql")
+    query = (
+        "SELECT pid FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    with psycopg.connect(parsed.render_as_string(hide_password=False)) as conn:
+        pids = [row[0] for row in conn.execute(query)]
+    found: dict[int, float] = {}
+    for pid in pids:
+        try:
+            found[pid] = _cpu_seconds(pid)
+        except OSError:
+            continue
+    return found
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -192,8 +215,9 @@ def _wait_for(port: int, server: subprocess.Popen[bytes]) -> None:
 
 def _round(
     url: str, key: str, args: argparse.Namespace, seed: int, server: int
-) -> tuple[float, float]:
-    """(events per second, server CPU milliseconds per 1,000 events)."""
+) -> tuple[float, float, float]:
+    """(events per second, server CPU milliseconds per 1,000 events, PostgreSQL backend CPU
+    milliseconds per batch)."""
     command = [sys.executable, "-m", "benchmarks.tracking_ingest", "generate", "--target", url,
                "--key", key, "--batches", str(args.batches), "--batch-size", str(args.batch_size),
                "--connections", str(args.connections)]  # fmt: skip
@@ -210,6 +234,7 @@ def _round(
         assert generator.stdout is not None
         if generator.stdout.readline().strip() != "ready":
             raise SystemExit("a load generator failed to start")
+    backends = _backends_cpu(args.postgres)
     started = time.perf_counter()
     cpu = _cpu_seconds(server)
     for generator in generators:
@@ -222,11 +247,13 @@ def _round(
         results.append(json.loads(out.strip().splitlines()[-1]))
     elapsed = time.perf_counter() - started
     cpu = _cpu_seconds(server) - cpu
+    backend_cpu = sum(t - backends.get(pid, 0.0) for pid, t in _backends_cpu(args.postgres).items())
     failures = sum(r["failures"] for r in results)
     if failures:
         raise SystemExit(f"{failures} requests to {url} failed")
     events = args.generators * args.batches * args.batch_size
-    return events / elapsed, cpu * 1000 / events * 1000
+    batches = args.generators * args.batches
+    return events / elapsed, cpu * 1000 / events * 1000, backend_cpu * 1000 / batches
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -270,14 +297,16 @@ def main(argv: list[str] | None = None) -> None:
         ingest: list[float] = []
         bare_cpu: list[float] = []
         ingest_cpu: list[float] = []
+        database_cpu: list[float] = []
         loads: list[float] = []
         for n in range(args.rounds):
-            rate, cpu = _round(base + BARE_PATH, key, args, 2 * n, server.pid)
+            rate, cpu, _ = _round(base + BARE_PATH, key, args, 2 * n, server.pid)
             bare.append(rate)
             bare_cpu.append(cpu)
-            rate, cpu = _round(base + INGEST_PATH, key, args, 2 * n + 1, server.pid)
+            rate, cpu, backend = _round(base + INGEST_PATH, key, args, 2 * n + 1, server.pid)
             ingest.append(rate)
             ingest_cpu.append(cpu)
+            database_cpu.append(backend)
             loads.append(os.getloadavg()[0])
     finally:
         server.terminate()
@@ -299,6 +328,9 @@ def main(argv: list[str] | None = None) -> None:
           f"{min(ingest_cpu):.1f} ms (best round; ingest/bare "
           f"{min(ingest_cpu) / min(bare_cpu):.1f}x); load average per round: "
           f"{', '.join(f'{x:.1f}' for x in loads)}")  # fmt: skip
+    print(f"  PostgreSQL backends' CPU per {args.batch_size}-event batch: "
+          f"{min(database_cpu):.2f} ms (best round; rounds: "
+          f"{', '.join(f'{x:.2f}' for x in database_cpu)})")  # fmt: skip
     print(f"  stored {stored:,} of {sent:,} events sent")
     print(
         f"  target: >= {TARGET_EVENTS_PER_SECOND:,} events/s -> {best_ingest:,.0f}; "
