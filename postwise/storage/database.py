@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -56,6 +57,7 @@ class Database:
         self.engine = make_engine(url, **engine_kwargs)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._autocommit: Engine | None = None
+        self._autocommit_lock = threading.Lock()
 
     @property
     def autocommit(self) -> Engine:
@@ -63,15 +65,18 @@ class Database:
         transaction and are not pinged on checkout, for a hot writer whose whole work is ONE
         statement (no BEGIN, COMMIT or ping round trips); the writer retries once on a
         connection found dead (tracking's /v1/batch, docs/tracking.md)."""
-        if self._autocommit is None:
-            self._autocommit = create_engine(
-                self.engine.url,
-                isolation_level="AUTOCOMMIT",
-                pool_pre_ping=False,
-                pool_size=8,
-                max_overflow=8,
-            )
-        return self._autocommit
+        if self.dialect != "postgresql":
+            raise RuntimeError("Database.autocommit is for PostgreSQL only")
+        with self._autocommit_lock:  # first use may come from several store threads at once
+            if self._autocommit is None:
+                self._autocommit = create_engine(
+                    self.engine.url,
+                    isolation_level="AUTOCOMMIT",
+                    pool_pre_ping=False,
+                    pool_size=8,
+                    max_overflow=8,
+                )
+            return self._autocommit
 
     @property
     def dialect(self) -> str:
