@@ -218,7 +218,7 @@ def ingest_alone(
     try:
         return Stored(batch.received, _insert_alone(engine, params))
     except _DeadConnection:
-        engine.dispose(close=False)  # the others are as dead; in-use ones close on return
+        engine.dispose()  # a new pool: the idle connections are likely as dead (a restart)
     return Stored(batch.received, _insert_alone(engine, params))
 
 
