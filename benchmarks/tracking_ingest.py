@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import socket
 import subprocess
@@ -247,7 +248,8 @@ def _round(
         results.append(json.loads(out.strip().splitlines()[-1]))
     elapsed = time.perf_counter() - started
     cpu = _cpu_seconds(server) - cpu
-    backend_cpu = sum(t - backends.get(pid, 0.0) for pid, t in _backends_cpu(args.postgres).items())
+    after = _backends_cpu(args.postgres)  # empty (nan below) when PostgreSQL runs elsewhere
+    backend_cpu = sum(t - backends.get(pid, 0.0) for pid, t in after.items()) if after else math.nan
     failures = sum(r["failures"] for r in results)
     if failures:
         raise SystemExit(f"{failures} requests to {url} failed")
