@@ -42,18 +42,22 @@ OVERSIGNED = (
     "list-unsubscribe-post",
 )  # fmt: skip
 _WSP = re.compile(rb"[ \t]+")
-_WSP_RUN = re.compile(rb"[ \t]{2,}|\t")  # single spaces need no change: far fewer matches
-_WSP_EOL = re.compile(rb" \r\n")
 _UNFOLD = re.compile(rb"\r\n(?=[ \t])")
 
 
 def canonical_body(body: bytes) -> bytes:
-    """Relaxed body canonicalization."""
-    # Checking with bytes.find (C speed) first: QP output rarely needs either rewrite.
-    if b"  " in body or b"\t" in body:
-        body = _WSP_RUN.sub(b" ", body)
+    """Relaxed body canonicalization, by ``bytes.replace`` (C speed, no regex).
+
+    Tabs become spaces, runs of spaces halve on each pass until single, and the one
+    space left before a line end goes: the same bytes as the RFC's per-line rules. A
+    regex over a 20 KB body cost as much as the RSA signature in the worker.
+    """
+    if b"\t" in body:
+        body = body.replace(b"\t", b" ")
+    while b"  " in body:
+        body = body.replace(b"  ", b" ")
     if b" \r\n" in body:
-        body = _WSP_EOL.sub(b"\r\n", body)
+        body = body.replace(b" \r\n", b"\r\n")
     body = body.rstrip(b"\r\n").rstrip(b" ")
     return body + b"\r\n" if body else b""
 
