@@ -30,7 +30,6 @@ from sqlalchemy import (
     and_,
     bindparam,
     func,
-    or_,
     select,
     text,
     update,
@@ -186,21 +185,32 @@ def claim(
     """Lease up to ``limit`` due rows (queued or deferred and due, or sending with an
     expired lease) to ``worker_id`` in one short transaction."""
     now = now or clock.utcnow()
-    due = or_(
-        and_(OutboxMessage.status == Status.QUEUED.value, OutboxMessage.next_attempt_at <= now),
-        and_(OutboxMessage.status == Status.DEFERRED.value, OutboxMessage.next_attempt_at <= now),
-        and_(OutboxMessage.status == Status.SENDING.value, OutboxMessage.lease_expires_at < now),
-    )
-    stmt = (
+    # Two reads: rows whose lease expired (rare; ``ix_outbox_lease``), then queued or
+    # deferred rows that are due, read off the front of ``ix_outbox_claim`` in its own
+    # order. One read with an OR of the three made the database collect and sort every
+    # due row for each claim (12 ms per claim of 200 with 20,000 queued).
+    expired = (
         select(OutboxMessage)
-        .where(due)
+        .where(OutboxMessage.status == Status.SENDING.value, OutboxMessage.lease_expires_at < now)
         .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
         .limit(limit)
     )
+    # Written out, not bound: the planner must see the partial index's own predicate.
+    waiting = text("outbox.status IN ('queued', 'deferred')")
     if db.dialect == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
+        expired = expired.with_for_update(skip_locked=True)
     with db.system() as session:
-        rows = session.scalars(stmt).all()
+        rows = list(session.scalars(expired).all())
+        if len(rows) < limit:
+            due = (
+                select(OutboxMessage)
+                .where(waiting, OutboxMessage.next_attempt_at <= now)
+                .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+                .limit(limit - len(rows))
+            )
+            if db.dialect == "postgresql":
+                due = due.with_for_update(skip_locked=True)
+            rows += session.scalars(due).all()
         if not rows:
             return []
         session.execute(

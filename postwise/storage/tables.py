@@ -444,6 +444,14 @@ class OutboxMessage(WorkspaceOwned, Base):
     __table_args__ = (
         UniqueConstraint("workspace_id", "idempotency_key"),
         Index("ix_outbox_due", "status", "next_attempt_at"),
+        # What a claim reads, in its order (migration 0017): no sort of the due backlog.
+        Index(
+            "ix_outbox_claim",
+            "next_attempt_at",
+            "id",
+            postgresql_where=text("status IN ('queued', 'deferred')"),
+            sqlite_where=text("status IN ('queued', 'deferred')"),
+        ),
         Index("ix_outbox_lease", "status", "lease_expires_at"),
         Index("ix_outbox_ws_contact", "workspace_id", "contact_id"),
         Index("ix_outbox_ws_status", "workspace_id", "status"),
