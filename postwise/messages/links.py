@@ -38,6 +38,21 @@ def _add_utm(url: str, utm: tuple[tuple[str, str], ...]) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
+@lru_cache(maxsize=8192)
+def _href(raw: str) -> str:
+    """An href attribute's URL; cached like ``_add_utm``, the same links recur."""
+    return unescape(raw).strip()
+
+
+@lru_cache(maxsize=8192)
+def _final(url: str, own: str, utm: tuple[tuple[str, str], ...]) -> str | None:
+    """The URL with UTM parameters, or None for what is never touched (not http(s),
+    or our own unsubscribe/preferences link)."""
+    if not url.lower().startswith(("http://", "https://")) or url.startswith(own):
+        return None
+    return _add_utm(url, utm) if utm else url
+
+
 def rewrite_links(draft: Draft) -> Draft:
     delivery = draft.delivery
     own = draft.sender.base_url.rstrip("/") + "/u/"
@@ -50,9 +65,9 @@ def rewrite_links(draft: Draft) -> Draft:
     links = draft.links
 
     def target(url: str) -> str | None:
-        if not url.lower().startswith(("http://", "https://")) or url.startswith(own):
+        final = _final(url, own, utm_items)
+        if final is None:
             return None
-        final = _add_utm(url, utm_items) if utm_items else url
         if not track:
             return final if final != url else None
         found = rewritten.get(final)
@@ -63,7 +78,7 @@ def rewrite_links(draft: Draft) -> Draft:
         return found
 
     def in_html(match: re.Match[str]) -> str:
-        new = target(unescape(match.group(3)).strip())
+        new = target(_href(match.group(3)))
         if new is None:
             return match.group(0)
         return f"{match.group(1)}{match.group(2)}{escape(new, quote=True)}{match.group(2)}"
