@@ -12,6 +12,7 @@ contact by ``tracking.consent`` (the workspace's ``tracking`` setting and the co
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -56,15 +57,31 @@ def no_templates(_session: Session, template_id: str) -> Any:
     )
 
 
+# Compiled templates by session and (id, version): ``store.compiled`` finds a template by
+# a SHA-256 of its ~20 KB source, which cost every message that; a deliverer's session
+# lives for one chunk, so within it the row (and its version) is the one already read.
+_SESSION_TEMPLATES: weakref.WeakKeyDictionary[Session, dict[tuple[int, int], Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def stored_templates(session: Session, template_id: str) -> Any:
     """A template of ``postwise.messages.store``, compiled once per process and version."""
     from postwise.core.errors import NotFound
     from postwise.messages import store
 
     try:
-        return store.compiled(store.get_template(session, int(template_id)))
+        template = store.get_template(session, int(template_id))
     except (NotFound, ValueError) as exc:
         raise BuildError(f"template {template_id!r} does not exist (any more)") from exc
+    memo = _SESSION_TEMPLATES.get(session)
+    if memo is None:
+        memo = _SESSION_TEMPLATES[session] = {}
+    key = (template.id, template.version)
+    found = memo.get(key)
+    if found is None:
+        found = memo[key] = store.compiled(template)
+    return found
 
 
 def prebuilt(_session: Session, row: Claimed) -> Built:
