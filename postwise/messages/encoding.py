@@ -160,7 +160,8 @@ def quoted_printable(text: str) -> bytes:
     data = text.encode("utf-8").replace(b"=", b"=3D")
     if data.translate(None, _QP_PLAIN):  # any byte left is special (C speed, no regex scan)
         data = _QP_SPECIAL.sub(_qp_escape, data)
-    if b" \n" in data or b"\t\n" in data or data.endswith((b" ", b"\t")):
+    # A two-byte search costs ~1 ns a byte; a tab (memchr) is rare, so look for it first.
+    if b" \n" in data or (b"\t" in data and b"\t\n" in data) or data.endswith((b" ", b"\t")):
         data = _QP_TRAILING.sub(_qp_escape, data)
     lines = data.split(b"\n")
     out: list[bytes] = []
