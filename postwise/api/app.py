@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from postwise import __version__
 from postwise.api import cors, limits, observability, problems
 from postwise.core.settings import Settings, get_settings
 from postwise.storage.database import Database
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Runs what routes registered in ``app.state.closers`` when the server stops (e.g.
+    tracking's event-loop database connections, which must close on their own loop)."""
+    yield
+    closers: list[Callable[[], Awaitable[None]]] = app.state.closers
+    while closers:
+        await closers.pop()()
 
 
 def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
@@ -17,7 +30,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         version=__version__,
         description="Self-hosted B2B email platform. Management API under /api/, "
         "Segment-compatible tracking under /v1/.",
+        lifespan=_lifespan,
     )
+    app.state.closers = []
     app.state.settings = settings
     app.state.db = db or Database(settings.resolved_database_url())
     problems.install(app)
