@@ -1,6 +1,7 @@
-"""PostgreSQL: a batch no active segment can see is ONE statement in autocommit, on a
-connection checked out without a ping (``ingest.alone``); a dead connection is retried
-once on a fresh one, so a terminated backend loses no batch and doubles none."""
+"""PostgreSQL: a batch no active segment can see is ONE statement in autocommit on a
+driver connection used on the event loop (``ingest.alone``, the route's ``_LoneWriter``);
+a dead connection is retried once on a fresh one, so a terminated backend loses no batch
+and doubles none; the app's lifespan closes the connections."""
 
 from __future__ import annotations
 
@@ -27,15 +28,21 @@ def _statements(engine: Any) -> list[str]:
     return seen
 
 
-def _checkouts(engine: Any) -> list[bool]:
-    """Each connection the engine's pool hands out: whether it is in autocommit."""
-    seen: list[bool] = []
+def _writer(client: TestClient) -> Any:
+    return client.app.state.tracking_lone_writer  # type: ignore[attr-defined]
 
-    @event.listens_for(engine, "checkout")
-    def _note(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-        seen.append(dbapi_connection.autocommit)
 
-    return seen
+def _backends(db: Database) -> int:
+    """Connections of this test to its database, besides the one asking."""
+    with db.engine.begin() as conn:
+        return int(
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalar_one()
+        )
 
 
 def _track(n: int, event_name: str = "Page Read") -> list[dict[str, Any]]:
@@ -62,23 +69,24 @@ def test_a_batch_no_segment_sees_is_one_statement_without_a_transaction(
 ) -> None:
     assert tracker.batch(*_track(3, "First")).status_code == 200  # learns: no segments
     on_pool = _statements(postgres.engine)
-    checkouts = _checkouts(postgres.autocommit)
     assert tracker.batch(*_track(5)).status_code == 200
-    assert on_pool == []
-    assert checkouts == [True]  # one connection, in autocommit: no BEGIN, no COMMIT
+    assert on_pool == []  # nothing through SQLAlchemy: no BEGIN, no COMMIT
+    writer = _writer(client)
+    attempts, opened = writer.attempts, writer.opened
+    assert tracker.batch(*_track(2, "Again")).status_code == 200
+    assert (writer.attempts - attempts, writer.opened - opened) == (1, 0)  # one statement,
+    # on the idle connection
     assert [e.name for e in events(postgres, acme.workspace_id)] == ["First"] * 3 + [
         "Page Read"
-    ] * 5
+    ] * 5 + ["Again"] * 2
 
 
 def test_terminated_backends_cost_one_retry_on_a_fresh_connection(
     postgres: Database, client: TestClient, acme: NewWorkspace, tracker: Tracker
 ) -> None:
     assert tracker.batch(*_track(2, "First")).status_code == 200
-    assert tracker.batch(*_track(2, "Second")).status_code == 200  # the autocommit pool's
-    idle = [postgres.autocommit.raw_connection() for _ in range(3)]
-    for connection in idle:
-        connection.close()  # three idle connections, as after a burst, all to be killed
+    assert tracker.batch(*_track(2, "Second")).status_code == 200  # the writer's
+    writer = _writer(client)
     with postgres.engine.begin() as conn:
         killed = conn.execute(
             text(
@@ -87,9 +95,23 @@ def test_terminated_backends_cost_one_retry_on_a_fresh_connection(
             )
         ).scalar_one()
     assert killed >= 1
-    checkouts = _checkouts(postgres.autocommit)
+    attempts, opened = writer.attempts, writer.opened
     assert tracker.batch(*_track(4, "Third")).status_code == 200
-    assert checkouts == [True, True]  # a dead connection's try, then a new one's, not
-    # another dead one of the pool
+    assert (writer.attempts - attempts, writer.opened - opened) == (2, 1)  # the dead
+    # connection's try, then a new one's
     names = [e.name for e in events(postgres, acme.workspace_id)]
     assert names == ["First"] * 2 + ["Second"] * 2 + ["Third"] * 4
+
+
+def test_the_lifespan_closes_the_writers_connections(
+    postgres: Database, make_app: Any, acme: NewWorkspace
+) -> None:
+    postgres.engine.dispose()
+    with TestClient(make_app()) as client:
+        tracker = Tracker(client, acme.write_key)
+        assert tracker.batch(*_track(2, "First")).status_code == 200
+        assert tracker.batch(*_track(2, "Second")).status_code == 200
+        postgres.engine.dispose()
+        assert _backends(postgres) == 1  # the writer's
+    postgres.engine.dispose()
+    assert _backends(postgres) == 0
