@@ -5,13 +5,15 @@ lists, the other segments: so an unknown field or a cycle is a 422 naming the no
 path) before anything is written, so a stored definition always compiles. A save that
 changes the definition bumps ``version`` and enqueues a full refresh of the membership
 (``segments.refresh``, keyed by segment and version: one refresh per version however
-often it is requested). See docs/segments.md.
+often it is requested), and a second one a few seconds later (see ``SETTLE_SECONDS``).
+See docs/segments.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -20,12 +22,18 @@ from sqlalchemy.orm import Session
 from postwise.core.clock import utcnow
 from postwise.core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from postwise.segments import catalog
+from postwise.segments.changes import SEEN_SECONDS
 from postwise.segments.definition import Definition
 from postwise.storage.tables import Segment
 from postwise.storage.tenancy import workspace_of
 
 STATUSES = ("active", "paused")
 REFRESH = "segments.refresh"
+# Writers in other processes skip the change notes of events no segment could see, as they
+# saw the segments at most SEEN_SECONDS ago (changes.may_matter), and a write that checked
+# just before a save may commit just after it. What they wrote unnoted for a new version is
+# picked up by a second refresh once every such view has expired.
+SETTLE_SECONDS = 2 * SEEN_SECONDS + 1
 _EDITABLE = ("name", "description", "definition", "status")
 
 
@@ -72,7 +80,9 @@ def validate(
     return catalog.parse(session, document, segment_id=segment_id)
 
 
-def enqueue_refresh(session: Session, segment: Segment, *, cause: str = "") -> int:
+def enqueue_refresh(
+    session: Session, segment: Segment, *, cause: str = "", run_at: datetime | None = None
+) -> int:
     """A ``segments.refresh`` job, once per (segment version, cause)."""
     from postwise.jobs import queue
 
@@ -81,9 +91,17 @@ def enqueue_refresh(session: Session, segment: Segment, *, cause: str = "") -> i
         REFRESH,
         {"segment_id": segment.id, "version": segment.version},
         workspace_id=segment.workspace_id,
+        run_at=run_at,
         priority=50,  # a user just saved it and is waiting for the count
         dedupe_key=f"{REFRESH}:{segment.workspace_id}:{segment.id}:v{segment.version}{cause}",
     )
+
+
+def enqueue_version_refreshes(session: Session, segment: Segment, *, cause: str = "") -> None:
+    """The refresh of a new version now, and its settling refresh ``SETTLE_SECONDS`` later."""
+    enqueue_refresh(session, segment, cause=cause)
+    later = utcnow() + timedelta(seconds=SETTLE_SECONDS)
+    enqueue_refresh(session, segment, cause=f"{cause}:settle", run_at=later)
 
 
 def refresh_all(session: Session, *, cause: str) -> int:
@@ -120,7 +138,7 @@ def create_segment(session: Session, data: SegmentInput, *, refresh: bool = True
     session.add(segment)
     session.flush()
     if refresh and segment.status == "active":
-        enqueue_refresh(session, segment)
+        enqueue_version_refreshes(session, segment)
     return segment
 
 
@@ -152,13 +170,13 @@ def update_segment(
     segment.updated_at = utcnow()
     session.flush()
     if refresh and (changed or reactivated) and segment.status == "active":
-        enqueue_refresh(session, segment)
+        enqueue_version_refreshes(session, segment)
     if refresh and changed:
         # Definitions inline the segments they reference: those that use this one change too.
         cause = f":uses:{segment.id}:v{segment.version}"
         for user in catalog.dependents(session, segment.id, transitive=True):
             if user.status == "active":
-                enqueue_refresh(session, user, cause=cause)
+                enqueue_version_refreshes(session, user, cause=cause)
     return segment
 
 

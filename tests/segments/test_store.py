@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import select
 
+from postwise.core.clock import as_utc, utcnow
 from postwise.core.errors import Conflict, NotFound, ValidationFailed
 from postwise.segments import catalog, store
 from postwise.segments.definition import InvalidSegment
 from postwise.storage.database import Database
 from postwise.storage.tables import Job
 from postwise.workspaces.actions import create_workspace
+from tests.segments import seeding
+from tests.segments.jobrun import run_due
 
 SENIOR = {"field": "contact.seniority", "op": "in", "value": ["director", "vp"]}
 BUYERS = {"event": "Order Completed", "window": {"last": {"days": 30}}}
@@ -26,15 +31,40 @@ def _refresh_jobs(db: Database) -> list[Job]:
         return list(s.scalars(select(Job).where(Job.task == store.REFRESH).order_by(Job.id)))
 
 
-def test_create_validates_and_enqueues_one_refresh(db: Database) -> None:
+def test_create_validates_and_enqueues_a_refresh_and_its_settling_one(db: Database) -> None:
     ws = _workspace(db)
+    before = utcnow()
     with db.tenant(ws) as s:
         segment = store.create_segment(s, store.SegmentInput("Seniors", SENIOR))
         assert (segment.version, segment.member_count, segment.status) == (1, 0, "active")
     jobs = _refresh_jobs(db)
     assert [(j.payload, j.workspace_id) for j in jobs] == [
         ({"segment_id": segment.id, "version": 1}, ws)
-    ]
+    ] * 2
+    now_job, settle_job = jobs
+    assert as_utc(now_job.run_at) < before + timedelta(seconds=store.SETTLE_SECONDS)
+    assert as_utc(settle_job.run_at) >= before + timedelta(seconds=store.SETTLE_SECONDS)
+
+
+def test_the_settling_refresh_takes_in_what_a_stale_writer_stored_without_a_note(
+    db: Database,
+) -> None:
+    """A writer in another process whose view of the segments predates the save stores an
+    event unnoted (tracking's one-statement path); the settling refresh finds it."""
+    ws = _workspace(db)
+    with db.engine.begin() as conn:
+        buyer = seeding.contact(conn, ws, "buyer@acme.example")
+    with db.tenant(ws) as s:
+        segment_id = store.create_segment(s, store.SegmentInput("Buyers", BUYERS)).id
+    run_due(db)  # the refresh now: nobody has bought
+    with db.engine.begin() as conn:
+        seeding.event(conn, ws, buyer, "Order Completed", utcnow())
+    run_due(db)
+    with db.tenant(ws) as s:
+        assert store.get_segment(s, segment_id).member_count == 0
+    run_due(db, now=utcnow() + timedelta(seconds=store.SETTLE_SECONDS + 1))
+    with db.tenant(ws) as s:
+        assert store.get_segment(s, segment_id).member_count == 1
 
 
 def test_bad_definitions_are_refused_with_the_path_and_nothing_is_saved(db: Database) -> None:
@@ -72,7 +102,7 @@ def test_update_bumps_version_only_for_a_new_definition(db: Database) -> None:
         assert changed.version == 2
         same = store.update_segment(s, segment_id, {"definition": BUYERS})
         assert same.version == 2
-    assert [j.payload["version"] for j in _refresh_jobs(db)] == [1, 2]
+    assert [j.payload["version"] for j in _refresh_jobs(db)] == [1, 1, 2, 2]
     with db.tenant(ws) as s, pytest.raises(InvalidSegment):
         store.update_segment(s, segment_id, {"definition": {"all": [{"nope": 1}]}})
     with db.tenant(ws) as s, pytest.raises(ValidationFailed):
@@ -115,7 +145,7 @@ def test_segment_references_dependents_and_cycles(db: Database) -> None:
     with db.tenant(ws) as s:
         store.update_segment(s, base, {"definition": {"all": [SENIOR, BUYERS]}})
     refreshed = [j.payload["segment_id"] for j in _refresh_jobs(db)]
-    assert refreshed[-3:] == [base, user, top]
+    assert refreshed[-6:] == [base, base, user, user, top, top]  # each now and settling
     with db.tenant(ws) as s:
         store.delete_segment(s, top)
         store.delete_segment(s, user)
