@@ -62,6 +62,8 @@ def test_real_time_reevaluation_is_timed_and_rolled_back(bench_db: Database) -> 
     assert result.events == 60
     assert 0 < result.touching < result.events  # mail sends trigger no playbook
     assert 0 < result.p50_ms <= result.p99_ms <= result.max_ms
+    # unmeasured first decisions, at most five per event name, cleaned up as well
+    assert 0 < len(result.warm_ups) <= segments.WARM_UPS * 9
     with bench_db.engine.connect() as conn:
         stays = conn.execute(text("SELECT count(*) FROM segment_memberships")).scalar_one()
         events = conn.execute(text("SELECT count(*) FROM events")).scalar_one()
