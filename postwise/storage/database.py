@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -56,27 +55,6 @@ class Database:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._autocommit: Engine | None = None
-        self._autocommit_lock = threading.Lock()
-
-    @property
-    def autocommit(self) -> Engine:
-        """PostgreSQL: a small pool whose connections run each statement as its own
-        transaction and are not pinged on checkout, for a hot writer whose whole work is ONE
-        statement (no BEGIN, COMMIT or ping round trips); the writer retries once on a
-        connection found dead (tracking's /v1/batch, docs/tracking.md)."""
-        if self.dialect != "postgresql":
-            raise RuntimeError("Database.autocommit is for PostgreSQL only")
-        with self._autocommit_lock:  # first use may come from several store threads at once
-            if self._autocommit is None:
-                self._autocommit = create_engine(
-                    self.engine.url,
-                    isolation_level="AUTOCOMMIT",
-                    pool_pre_ping=False,
-                    pool_size=8,
-                    max_overflow=8,
-                )
-            return self._autocommit
 
     @property
     def dialect(self) -> str:
@@ -110,5 +88,3 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-        if self._autocommit is not None:
-            self._autocommit.dispose()
