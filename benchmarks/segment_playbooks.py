@@ -69,11 +69,13 @@ HAND_SQL: dict[str, str] = {
             WHERE o.workspace_id = :ws AND o.contact_id = carts.contact_id
               AND o.name = 'Order Completed' AND o.occurred_at >= carts.added)
     """,
+    # A segment's text tests ignore case (segments/compiler.py, unless case_sensitive), so
+    # the same segment written by hand folds case too: lower() and ILIKE, as a person would.
     "product_interest": f"""
         WITH viewers AS (
             SELECT e.contact_id FROM events e
             WHERE e.workspace_id = :ws AND e.name = 'Product Viewed'
-              AND e.properties ->> 'category' = '{CATEGORY}'
+              AND lower(e.properties ->> 'category') = lower('{CATEGORY}')
               AND e.occurred_at >= :now - interval '30 days'
             GROUP BY e.contact_id
             HAVING count(*) >= 3
@@ -82,7 +84,7 @@ HAND_SQL: dict[str, str] = {
         WHERE EXISTS (
             SELECT 1 FROM events e
             WHERE e.workspace_id = :ws AND e.contact_id = v.contact_id
-              AND e.name = 'Email Clicked' AND e.properties ->> 'url' LIKE '%science-fiction%'
+              AND e.name = 'Email Clicked' AND e.properties ->> 'url' ILIKE '%science-fiction%'
               AND e.properties ->> 'machine' = 'false'
               AND e.occurred_at >= :now - interval '30 days')
     """,
