@@ -1,7 +1,7 @@
 """PostgreSQL: a batch no active segment can see is ONE statement in autocommit on a
-driver connection used on the event loop (``ingest.alone``, the route's ``_LoneWriter``);
-a dead connection is retried once on a fresh one, so a terminated backend loses no batch
-and doubles none; the app's lifespan closes the connections."""
+driver connection used on the event loop (``ingest.alone``, ``api/lone_writer.py``'s
+``LoneWriter``); a dead connection is retried once on a fresh one, so a terminated backend
+loses no batch and doubles none; the app's lifespan closes the connections."""
 
 from __future__ import annotations
 

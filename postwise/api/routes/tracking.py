@@ -19,12 +19,11 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import orjson
-import psycopg
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.engine import make_url
 from starlette.concurrency import run_in_threadpool
 
+from postwise.api.lone_writer import LoneWriter
 from postwise.core.clock import utcnow
 from postwise.core.errors import AuthenticationFailed, PayloadTooLarge, PostwiseError
 from postwise.core.settings import Settings
@@ -154,9 +153,9 @@ def _storing(
     kind: str | None,
 ) -> Callable[[], None] | ingest.Encoded:
     """Check the body and return the write to run in a thread, or, for a lone batch
-    (``ingest.alone``), its encoded rows for ``_LoneWriter`` on the event loop. A batch
-    without identity calls on PostgreSQL is encoded here, so the parsed objects are freed
-    before the database wait (``ingest.Encoded``)."""
+    (``ingest.alone``), its encoded rows for ``LoneWriter`` (``api/lone_writer.py``) on
+    the event loop. A batch without identity calls on PostgreSQL is encoded here, so the
+    parsed objects are freed before the database wait (``ingest.Encoded``)."""
     calls = parse_batch(payload, received_at=received_at, ip=ip, kind=kind)
     if ingest.needs_session(calls, db.dialect):
         return partial(_store_calls, db, workspace_id, calls, received_at)
@@ -166,80 +165,16 @@ def _storing(
     return partial(_store_encoded, db, workspace_id, encoded, received_at)
 
 
-class _DeadConnection(Exception):
-    pass
-
-
-class _LoneWriter:
-    """PostgreSQL: lone batches (``ingest.alone``) as their ONE statement in autocommit on
-    driver connections used on the event loop. One statement is atomic and durably
-    committed before it answers, so the batch costs one round trip, and no thread hand-off
-    (which held the GIL about as long as the JSON parse; docs/tracking.md). Connections are
-    opened when needed, kept idle up to ``size`` and closed by the app's lifespan. One found
-    dead (a restarted server, a terminated backend) is retried once on a fresh connection,
-    the idle ones being closed too: they are likely as dead."""
-
-    def __init__(self, url: str, size: int) -> None:
-        self._conninfo = (
-            make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-        )
-        self._idle: list[psycopg.AsyncConnection[Any]] = []
-        self._slots = asyncio.Semaphore(size)
-        self.loop = asyncio.get_running_loop()
-        self.attempts = 0  # statements sent, a retry included
-        self.opened = 0  # connections opened
-
-    async def insert(self, params: dict[str, Any]) -> int:
-        async with self._slots:
-            try:
-                return await self._once(params)
-            except _DeadConnection:
-                await self.close()
-            return await self._once(params)
-
-    async def close(self) -> None:
-        idle, self._idle = self._idle, []
-        for connection in idle:
-            await connection.close()
-
-    def abandon(self) -> None:
-        """Close the idle connections without their loop (gone): the socket only."""
-        idle, self._idle = self._idle, []
-        for connection in idle:
-            connection.pgconn.finish()
-
-    async def _once(self, params: dict[str, Any]) -> int:
-        if self._idle:
-            connection = self._idle.pop()
-        else:
-            connection = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
-            self.opened += 1
-        self.attempts += 1
-        try:
-            cursor = await connection.execute(ingest.PG_INSERT_DBAPI, params)
-            [(count, *_)] = await cursor.fetchall()
-        except psycopg.OperationalError as exc:
-            await connection.close()
-            if connection.broken or connection.closed:
-                raise _DeadConnection from exc
-            raise
-        except BaseException:
-            await connection.close()
-            raise
-        self._idle.append(connection)
-        return int(count)
-
-
-def _lone_writer(request: Request) -> _LoneWriter:
+def _lone_writer(request: Request) -> LoneWriter:
     """The app's writer, made on first use; the lifespan closes its connections."""
     state = request.app.state
-    writer: _LoneWriter | None = getattr(state, "tracking_lone_writer", None)
+    writer: LoneWriter | None = getattr(state, "tracking_lone_writer", None)
     if writer is not None and writer.loop is not asyncio.get_running_loop():
         writer.abandon()  # a new loop (a test client outside ``with``): its connections stay
         writer = None
     if writer is None:
         db: Database = state.db
-        writer = state.tracking_lone_writer = _LoneWriter(db.url, STORE_CONCURRENCY)
+        writer = state.tracking_lone_writer = LoneWriter(db.url, STORE_CONCURRENCY)
         state.closers.append(writer.close)
     return writer
 
