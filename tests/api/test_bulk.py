@@ -108,3 +108,42 @@ def test_an_unknown_list_id_fails_the_call_and_stores_nothing(
     response = api.post("/api/contacts/bulk", json={"contacts": _rows(3), "list": 999})
     assert_problem(response, 404, "not_found")
     assert snapshot(db, workspace.workspace_id) == before
+
+
+def test_new_contacts_get_their_own_ids_company_status_and_timeline(
+    api: TestClient, app: object, db: Database, make_client: ClientFactory
+) -> None:
+    # The same addresses already live in another workspace: ids must be this one's.
+    from postwise.workspaces.actions import create_workspace
+
+    with db.system() as s:
+        other = create_workspace(s, "Other")
+    rows: list[dict[str, object]] = [
+        {"email": "ann@initech.com", "external_id": "crm-1"},
+        {"email": "bob@gmail.com", "first_name": "Bob"},
+        {"email": "cy@initech.com", "external_id": "crm-1"},
+    ]
+    other_ids = [
+        r["id"]
+        for r in make_client(app, other.api_key)  # type: ignore[arg-type]
+        .post("/api/contacts/bulk", json={"contacts": rows[:2]})
+        .json()["results"]
+    ]
+
+    body = api.post("/api/contacts/bulk", json={"contacts": rows}).json()
+    assert [r["status"] for r in body["results"]] == ["created", "created", "rejected"]
+    assert body["results"][2]["errors"][0]["field"] == "external_id"
+    assert body["results"][2]["errors"][0]["code"] == "external_id_taken"
+    ann, bob = (api.get(f"/api/contacts/{r['id']}").json() for r in body["results"][:2])
+    assert {ann["id"], bob["id"]}.isdisjoint(other_ids)
+    assert (ann["email"], ann["external_id"], ann["status"]) == (
+        "ann@initech.com",
+        "crm-1",
+        "subscribed",
+    )
+    assert ann["company_id"] is not None
+    assert (bob["first_name"], bob["company_id"]) == ("Bob", None)
+    timeline = api.get(f"/api/contacts/{ann['id']}/timeline").json()["data"]
+    assert [(e["kind"], e["change"], e["source"]) for e in timeline] == [
+        ("change", "created", "api")
+    ]
