@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, insert, or_, select
+from sqlalchemy import Table, delete, insert, or_, select
 from sqlalchemy.orm import Session
 
 from postwise.contacts.attributes import AttributeSchema, Entity
@@ -24,6 +24,11 @@ from postwise.core.pagination import Page, keyset_page
 from postwise.segments import changes as segment_changes
 from postwise.storage.tables import Contact, ContactChange, ListMembership
 from postwise.storage.tenancy import workspace_of
+
+# Plain tables: a Core executemany on them skips the ORM bulk layer (each row names its
+# workspace itself).
+_CONTACTS = cast(Table, Contact.__table__)
+_CHANGES = cast(Table, ContactChange.__table__)
 
 # Statuses a person reached by their own act (or their mailbox's); an upsert never undoes them.
 STICKY_STATUSES = frozenset({"unsubscribed", "complained", "bounced"})
@@ -98,7 +103,7 @@ def _record_changes(session: Session, rows: Sequence[Mapping[str, Any]]) -> None
     The rows must name the session's workspace (``_change`` does).
     """
     if rows:
-        session.execute(insert(ContactChange), list(rows))
+        session.connection().execute(insert(_CHANGES), list(rows))
 
 
 # Every column a new contact is inserted with: executemany needs one key set for all rows.
@@ -127,7 +132,7 @@ def _insert_contacts(session: Session, rows: Sequence[dict[str, Any]]) -> dict[s
     """
     if not rows:
         return {}
-    session.execute(insert(Contact), list(rows))
+    session.connection().execute(insert(_CONTACTS), list(rows))
     emails = [row["email"] for row in rows]
     return {
         email: contact_id
