@@ -559,6 +559,8 @@ def _assemble(
         if found is None:
             return None
         out.update(found)
+    if direct and "employee_count" in out:
+        direct.pop("size_band", None)  # a remembered count decides the band, as above
     if direct:
         attribute = columns[0].attribute
         try:
