@@ -83,29 +83,14 @@ def rollup_job(ctx: JobContext) -> None:
         schedule(ctx.session, seconds=1)  # backlog: the next batch now, not next period
 
 
-def _next_due(now: datetime, seconds: int) -> datetime:
-    """The next multiple of the period after ``now``, so every worker names the same run."""
-    epoch = int(now.timestamp())
-    return datetime.fromtimestamp((epoch // seconds + 1) * seconds, tz=now.tzinfo)
-
-
 def _enqueue_sweep(session: Session, run_at: datetime) -> int:
-    return queue.enqueue(
-        session,
-        SWEEP,
-        {"due": run_at.isoformat()},
-        queue=SWEEP_QUEUE,
-        run_at=run_at,
-        priority=150,
-        max_attempts=3,
-        dedupe_key=f"{SWEEP}:{run_at.isoformat()}",
-    )
+    return queue.enqueue_periodic(session, SWEEP, run_at, queue=SWEEP_QUEUE, priority=150)
 
 
 def ensure_sweep_scheduled(session: Session, *, now: datetime | None = None) -> int:
     """Enqueue the next sweep unless it exists; returns its job id. Needs a system session."""
     now = now or clock.utcnow()
-    return _enqueue_sweep(session, _next_due(now, period_seconds()))
+    return _enqueue_sweep(session, queue.next_period(now, period_seconds()))
 
 
 def workspaces_behind(session: Session) -> list[int]:
@@ -232,5 +217,5 @@ def sweep(ctx: JobContext) -> None:
         )
     _queue_daily_rescores(ctx.session, now)
     _queue_daily_uplift(ctx.session, now)
-    _enqueue_sweep(ctx.session, _next_due(max(due, now), seconds))
+    _enqueue_sweep(ctx.session, queue.next_period(max(due, now), seconds))
     log.info("analytics.rollup_sweep", workspaces=len(workspaces))

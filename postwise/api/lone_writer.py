@@ -17,7 +17,7 @@ from postwise.tracking import ingest
 
 
 class _DeadConnection(Exception):
-    pass
+    """The server closed the connection: the batch may be sent again on a fresh one."""
 
 
 class LoneWriter:

@@ -168,6 +168,31 @@ def notify(session: Session) -> None:
         session.execute(text(f"NOTIFY {CHANNEL}"))
 
 
+def next_period(now: datetime, seconds: int) -> datetime:
+    """The first multiple of ``seconds`` (since the epoch) after ``now``: a recurring job's
+    next run, which every worker computes alike."""
+    step = max(int(seconds), 1)
+    epoch = int(now.timestamp())
+    return datetime.fromtimestamp((epoch // step + 1) * step, tz=now.tzinfo)
+
+
+def enqueue_periodic(
+    session: Session, task: str, run_at: datetime, *, queue: str, priority: int
+) -> int:
+    """A recurring job's run at ``run_at``, keyed by its due time: one job per period
+    however many workers schedule it."""
+    return enqueue(
+        session,
+        task,
+        {"due": run_at.isoformat()},
+        queue=queue,
+        run_at=run_at,
+        priority=priority,
+        max_attempts=3,
+        dedupe_key=f"{task}:{run_at.isoformat()}",
+    )
+
+
 def enqueue_many(
     session: Session,
     task: str,

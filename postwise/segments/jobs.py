@@ -71,23 +71,11 @@ def _period(minutes: int) -> timedelta:
 
 
 def _next_due(now: datetime, minutes: int) -> datetime:
-    """The next multiple of the period after ``now`` (UTC), so every worker agrees on it."""
-    step = int(_period(minutes).total_seconds())
-    epoch = int(now.timestamp())
-    return datetime.fromtimestamp((epoch // step + 1) * step, tz=now.tzinfo)
+    return queue.next_period(now, int(_period(minutes).total_seconds()))
 
 
 def _enqueue_sweep(session: Session, run_at: datetime) -> int:
-    return queue.enqueue(
-        session,
-        SWEEP,
-        {"due": run_at.isoformat()},
-        queue=SWEEP_QUEUE,
-        run_at=run_at,
-        priority=500,
-        max_attempts=3,
-        dedupe_key=f"{SWEEP}:{run_at.isoformat()}",
-    )
+    return queue.enqueue_periodic(session, SWEEP, run_at, queue=SWEEP_QUEUE, priority=500)
 
 
 def ensure_sweep_scheduled(session: Session, *, now: datetime | None = None) -> int:
